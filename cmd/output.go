@@ -1,0 +1,27 @@
+package cmd
+
+import (
+	"encoding/json"
+
+	"github.com/olekukonko/tablewriter"
+	"github.com/urfave/cli/v2"
+)
+
+func jsonFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "json", Usage: "print JSON for scripts instead of a table"}
+}
+
+func printJSON(c *cli.Context, v any) error {
+	enc := json.NewEncoder(c.App.Writer)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// printTable prints rows under a header, for people.
+func printTable(c *cli.Context, header []string, rows [][]string) error {
+	t := tablewriter.NewTable(c.App.Writer, tablewriter.WithHeader(header))
+	if err := t.Bulk(rows); err != nil {
+		return err
+	}
+	return t.Render()
+}

@@ -1,0 +1,136 @@
+package initiator
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hitkit/hitkit/iscsi"
+	"github.com/sirupsen/logrus"
+)
+
+// conn is one logged-in TCP connection of a session.
+type conn struct {
+	s      *Session
+	nc     net.Conn
+	fr     *iscsi.Framer
+	portal string // the address it is connected to, after redirects
+	params iscsi.Params
+	log    *logrus.Entry
+
+	// Writers hold wmu for a PDU. The last writer in line flushes, so that
+	// a burst of commands leaves in few segments.
+	wmu     sync.Mutex
+	writers atomic.Int32
+
+	expStatSN atomic.Uint32
+	lastRecv  atomic.Int64 // unix nanoseconds
+
+	// The keepalive's outstanding ping, if any.
+	pingITT  atomic.Uint32
+	pingSent atomic.Int64
+
+	closeOnce sync.Once
+	closeErr  error
+	done      chan struct{} // closed when the reader has exited
+}
+
+func newConn(s *Session, nc net.Conn, portal string) *conn {
+	c := &conn{
+		s: s, nc: nc, portal: portal,
+		fr:   iscsi.NewFramer(nc, nc, 64<<10),
+		log:  s.log.WithField("portal", portal),
+		done: make(chan struct{}),
+	}
+	c.lastRecv.Store(time.Now().UnixNano())
+	c.pingITT.Store(iscsi.ReservedTag)
+	return c
+}
+
+// close drops the connection. The reader notices, and hands the tasks sent
+// on it back to their callers for a retry.
+func (c *conn) close(err error) {
+	c.closeOnce.Do(func() {
+		c.closeErr = err
+		c.nc.Close()
+	})
+}
+
+// write sends one PDU.
+func (c *conn) write(hdr iscsi.Header, data []byte) error {
+	c.lockWriter()
+	err := c.writeLocked(hdr, data)
+	return c.unlockWriter(err)
+}
+
+func (c *conn) lockWriter() {
+	c.writers.Add(1)
+	c.wmu.Lock()
+}
+
+func (c *conn) writeLocked(hdr iscsi.Header, data []byte) error {
+	var h iscsi.BHS
+	hdr.Marshal(&h)
+	return c.fr.WritePDU(&h, nil, data)
+}
+
+// unlockWriter flushes if no other writer is waiting, and drops the
+// connection on a write error.
+func (c *conn) unlockWriter(err error) error {
+	if c.writers.Add(-1) == 0 && err == nil {
+		err = c.fr.Flush()
+	}
+	c.wmu.Unlock()
+	if err != nil {
+		c.close(err)
+	}
+	return err
+}
+
+// ackStatSN records a status-bearing PDU, so that the next PDU we send
+// acknowledges it.
+func (c *conn) ackStatSN(sn uint32) {
+	for {
+		exp := c.expStatSN.Load()
+		if iscsi.SerialLess(sn, exp) || c.expStatSN.CompareAndSwap(exp, sn+1) {
+			return
+		}
+	}
+}
+
+// keepalive pings when nothing has arrived for the NOP interval, and
+// drops the connection when a ping goes unanswered for the NOP timeout. This
+// is what notices a silent blackhole, where TCP itself would wait minutes.
+func (c *conn) keepalive(interval, timeout time.Duration) {
+	tick := time.NewTicker(max(interval/4, 50*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case now := <-tick.C:
+			if c.pingITT.Load() != iscsi.ReservedTag {
+				if now.Sub(time.Unix(0, c.pingSent.Load())) > timeout {
+					c.log.Warn("target stopped answering pings; dropping the connection")
+					c.close(ErrNopTimeout)
+					return
+				}
+				continue
+			}
+			if now.Sub(time.Unix(0, c.lastRecv.Load())) > interval {
+				c.ping()
+			}
+		}
+	}
+}
+
+func (c *conn) ping() {
+	itt, cmdSN := c.s.pingTag()
+	c.pingSent.Store(time.Now().UnixNano())
+	c.pingITT.Store(itt)
+	c.write(&iscsi.NopOut{
+		Immediate: true, InitiatorTaskTag: itt, TargetTransferTag: iscsi.ReservedTag,
+		CmdSN: cmdSN, ExpStatSN: c.expStatSN.Load(),
+	}, nil)
+}
