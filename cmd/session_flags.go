@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/hitkit/hitkit/initiator"
+	"github.com/hitkit/hitkit/iscsi"
 	"github.com/urfave/cli/v2"
 )
 
@@ -15,11 +16,12 @@ func sessionFlags() []cli.Flag {
 		&cli.StringFlag{Name: "chap-secret-file", Usage: "file holding the CHAP secret (or set HITKIT_CHAP_SECRET)"},
 		&cli.StringFlag{Name: "mutual-user", Usage: "user name the target answers with, for mutual CHAP"},
 		&cli.StringFlag{Name: "mutual-secret-file", Usage: "file holding the target's mutual CHAP secret (or set HITKIT_MUTUAL_SECRET)"},
+		&cli.StringFlag{Name: "chap-algorithms", Value: "sha3-256,sha256,sha1,md5", Usage: "CHAP algorithms to offer, in order (tgt and IET targets need md5)"},
 		&cli.StringFlag{Name: "initiator-name", Usage: "this host's IQN (default: derived from the hostname)"},
 		&cli.StringFlag{Name: "source", Usage: "local IP address to connect from"},
 		&cli.StringFlag{Name: "nic", Usage: "network interface to bind to"},
-		&cli.BoolFlag{Name: "header-digest", Usage: "offer CRC32C header digests"},
-		&cli.BoolFlag{Name: "data-digest", Usage: "offer CRC32C data digests"},
+		&cli.BoolFlag{Name: "header-digest", Usage: "require CRC32C header digests"},
+		&cli.BoolFlag{Name: "data-digest", Usage: "require CRC32C data digests"},
 	}
 }
 
@@ -45,6 +47,9 @@ func sessionConfig(c *cli.Context) (initiator.Config, error) {
 		return cfg, usagef("mutual CHAP (--mutual-user) needs one-way CHAP (--chap-user) too")
 	}
 	var err error
+	if cfg.CHAPAlgorithms, err = iscsi.ParseChapAlgorithms(c.String("chap-algorithms")); err != nil {
+		return cfg, usagef("--chap-algorithms: %v", err)
+	}
 	if cfg.CHAPUser != "" {
 		if cfg.CHAPSecret, err = readSecret(c.String("chap-secret-file"), "HITKIT_CHAP_SECRET", "CHAP secret: "); err != nil {
 			return cfg, err

@@ -28,9 +28,13 @@ type Config struct {
 	CHAPSecret   []byte
 	MutualUser   string
 	MutualSecret []byte
+	// CHAPAlgorithms are offered in this order; empty means
+	// iscsi.DefaultChapAlgorithms. tgt and IET read CHAP_A=7 as SHA-1, not
+	// SHA-256, so against them only MD5 works.
+	CHAPAlgorithms []iscsi.ChapAlgorithm
 
-	HeaderDigest bool // offer CRC32C header digests (None stays acceptable)
-	DataDigest   bool // offer CRC32C data digests
+	HeaderDigest bool // require CRC32C header digests; login fails without them
+	DataDigest   bool // require CRC32C data digests
 
 	// Offers for the operational keys.
 	MaxRecvDataSegmentLength uint32 // 256 KiB

@@ -31,6 +31,8 @@ type conn struct {
 	pingITT  atomic.Uint32
 	pingSent atomic.Int64
 
+	warnedBurst atomic.Bool // the target exceeded MaxBurstLength once
+
 	closeOnce sync.Once
 	closeErr  error
 	done      chan struct{} // closed when the reader has exited

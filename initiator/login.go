@@ -97,7 +97,7 @@ func (l *login) chap() error {
 	if l.cfg.MutualUser != "" {
 		mutual = &iscsi.ChapCredentials{User: l.cfg.MutualUser, Secret: l.cfg.MutualSecret}
 	}
-	ch := iscsi.NewChapInitiator(l.cfg.CHAPUser, l.cfg.CHAPSecret, mutual)
+	ch := iscsi.NewChapInitiator(l.cfg.CHAPUser, l.cfg.CHAPSecret, mutual, l.cfg.CHAPAlgorithms)
 	challenge, err := l.exchange(ch.Offer(), iscsi.StageSecurity, iscsi.StageOperational, false)
 	if err != nil {
 		return err

@@ -125,8 +125,11 @@ func (c *conn) onR2T(h *iscsi.BHS) error {
 	if end > uint64(len(t.cmd.WriteBuf)) || r.DesiredDataTransferLength == 0 {
 		return protocolErrorf("R2T for %d bytes at offset %d of a %d-byte write (itt %#x)", r.DesiredDataTransferLength, r.BufferOffset, len(t.cmd.WriteBuf), r.InitiatorTaskTag)
 	}
-	if r.DesiredDataTransferLength > c.params.MaxBurstLength {
-		return protocolErrorf("R2T asks for %d bytes, more than MaxBurstLength %d", r.DesiredDataTransferLength, c.params.MaxBurstLength)
+	if r.DesiredDataTransferLength > c.params.MaxBurstLength && !c.warnedBurst.Swap(true) {
+		// istgt does this. Answering costs nothing, as Data-Out PDUs stay
+		// within MaxRecvDataSegmentLength; refusing would drop every write.
+		c.log.Debugf("target asks for %d bytes in one R2T, more than MaxBurstLength %d; answering anyway",
+			r.DesiredDataTransferLength, c.params.MaxBurstLength)
 	}
 	// Data-Out is sent from its own goroutine: the reader must keep reading,
 	// or a target blocked on sending to us would never read our data.

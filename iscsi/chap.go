@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -57,6 +58,31 @@ func (a ChapAlgorithm) String() string {
 
 // chapPreference is the order in which both sides pick an algorithm.
 var chapPreference = []ChapAlgorithm{ChapSHA3256, ChapSHA256, ChapSHA1, ChapMD5}
+
+// DefaultChapAlgorithms is what an initiator offers unless told otherwise,
+// strongest first.
+func DefaultChapAlgorithms() []ChapAlgorithm { return slices.Clone(chapPreference) }
+
+// ParseChapAlgorithms reads a comma-separated list of algorithm names
+// (md5, sha1, sha256, sha3-256) or CHAP_A numbers.
+func ParseChapAlgorithms(v string) ([]ChapAlgorithm, error) {
+	var out []ChapAlgorithm
+	for _, f := range strings.Split(v, ",") {
+		f = strings.ToLower(strings.TrimSpace(f))
+		found := false
+		for _, a := range chapPreference {
+			name := strings.ReplaceAll(strings.ToLower(a.String()), "-1", "1")
+			name = strings.ReplaceAll(name, "sha-", "sha")
+			if f == name || f == strconv.Itoa(int(a)) {
+				out, found = append(out, a), true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("unknown CHAP algorithm %q (want md5, sha1, sha256 or sha3-256)", f)
+		}
+	}
+	return out, nil
+}
 
 // CHAP failures.
 var (
@@ -111,6 +137,7 @@ func parseChapID(v string) (byte, error) {
 // ChapInitiator is the initiator's side: it answers the target's challenge
 // and, for mutual CHAP, challenges the target in turn.
 type ChapInitiator struct {
+	algs      []ChapAlgorithm
 	creds     ChapCredentials
 	mutual    *ChapCredentials
 	alg       ChapAlgorithm
@@ -119,15 +146,19 @@ type ChapInitiator struct {
 }
 
 // NewChapInitiator authenticates as user; with mutual set, the target must
-// prove it knows mutual.Secret under the name mutual.User.
-func NewChapInitiator(user string, secret []byte, mutual *ChapCredentials) *ChapInitiator {
-	return &ChapInitiator{creds: ChapCredentials{user, secret}, mutual: mutual}
+// prove it knows mutual.Secret under the name mutual.User. It offers algs,
+// in that order, or DefaultChapAlgorithms when algs is empty.
+func NewChapInitiator(user string, secret []byte, mutual *ChapCredentials, algs []ChapAlgorithm) *ChapInitiator {
+	if len(algs) == 0 {
+		algs = DefaultChapAlgorithms()
+	}
+	return &ChapInitiator{algs: algs, creds: ChapCredentials{user, secret}, mutual: mutual}
 }
 
-// Offer lists the algorithms we accept, strongest first.
+// Offer lists the algorithms we accept, in order of preference.
 func (c *ChapInitiator) Offer() Text {
 	var algs []string
-	for _, a := range chapPreference {
+	for _, a := range c.algs {
 		algs = append(algs, strconv.Itoa(int(a)))
 	}
 	return Text{{"CHAP_A", strings.Join(algs, ",")}}
@@ -137,7 +168,7 @@ func (c *ChapInitiator) Offer() Text {
 func (c *ChapInitiator) Respond(t Text) (Text, error) {
 	av, _ := t.Get("CHAP_A")
 	a, err := strconv.Atoi(av)
-	if err != nil || !containsAlg(chapPreference, ChapAlgorithm(a)) {
+	if err != nil || !containsAlg(c.algs, ChapAlgorithm(a)) {
 		return nil, chapErr("target chose algorithm %q, which was not offered", av)
 	}
 	c.alg = ChapAlgorithm(a)

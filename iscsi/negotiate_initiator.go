@@ -147,6 +147,9 @@ func (n *InitiatorNegotiation) applyOne(key, v string) (answer string, err error
 	if ours && !n.settled[key] {
 		// An answer to our offer must be a legal outcome of it.
 		if def.rule == ruleList {
+			if offered == "CRC32C" && v == "None" {
+				return "", &NegotiationError{key, v, "the target does not do CRC32C digests; connect without them"}
+			}
 			if !listContains(offered, v) {
 				return "", &NegotiationError{key, v, "not one of the offered values " + offered}
 			}
