@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
@@ -48,10 +49,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, "hitkit:", err)
 	var ue usageError
-	if errors.As(err, &ue) {
+	if errors.As(err, &ue) || isMissingFlag(err) {
 		return exitUsage
 	}
 	return exitError
+}
+
+// isMissingFlag spots urfave/cli's error for a missing required flag,
+// whose type it does not export.
+func isMissingFlag(err error) bool {
+	return strings.HasPrefix(err.Error(), "Required flag") || strings.HasPrefix(err.Error(), "Required flags")
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
@@ -66,6 +73,13 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "config", Value: "/etc/hitkit/hitkit.conf", Usage: "configuration file"},
 		},
 		Before: func(c *cli.Context) error { return setupLogging(c, stderr) },
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("unknown command %q; hitkit --help lists the commands", c.Args().First())
+			}
+			cli.ShowAppHelp(c)
+			return usagef("no command given")
+		},
 		Commands: []*cli.Command{
 			discoverCommand(),
 			inquiryCommand(),

@@ -38,6 +38,9 @@ func (e *LoginError) Error() string {
 	case iscsi.LoginAuthorizationFailed:
 		hint = ": the target's access list does not include this initiator"
 	}
+	if e.Target == "" {
+		return fmt.Sprintf("discovery login at %s: %v%s", e.Portal, e.Status, hint)
+	}
 	return fmt.Sprintf("login to %s at %s: %v%s", e.Target, e.Portal, e.Status, hint)
 }
 

@@ -6,25 +6,14 @@ cd "$(dirname "$0")/.."
 HITKIT=${HITKIT:-./bin/hitkit}
 PORT=${PORT:-3261}
 IQN=iqn.2026-11.org.hitkit.demo:vol1
-DIR=$(mktemp -d /dev/shm/hitkit-demo.XXXXXX)
-TGTD_PID=
-
-cleanup() {
-	[ -n "$TGTD_PID" ] && kill -9 "$TGTD_PID" 2>/dev/null && wait "$TGTD_PID" 2>/dev/null
-	rm -rf "$DIR"
-}
-trap cleanup EXIT
+SIZE=256M
+CTL=77
+. scripts/tgtd.sh
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "starting tgtd on 127.0.0.1:$PORT with a 256 MiB LUN"
-truncate -s 256M "$DIR/lun1.img"
-tgtd -f -C 77 --iscsi portal=127.0.0.1:$PORT >"$DIR/tgtd.log" 2>&1 &
-TGTD_PID=$!
-for _ in $(seq 50); do tgtadm -C 77 --mode sys --op show >/dev/null 2>&1 && break; sleep 0.1; done
-tgtadm -C 77 --lld iscsi --op new --mode target --tid 1 -T "$IQN"
-tgtadm -C 77 --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$DIR/lun1.img"
-tgtadm -C 77 --lld iscsi --op bind --mode target --tid 1 -I ALL
+start_tgtd
 
 step "hitkit discover --portal 127.0.0.1:$PORT"
 $HITKIT discover --portal 127.0.0.1:$PORT

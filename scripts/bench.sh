@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Compares hitkit's initiator with libiscsi's iscsi-perf on the same target:
+# Debian's tgtd on loopback, with a tmpfs LUN so that the disk is not the
+# bottleneck. Usage: scripts/bench.sh [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HITKIT=${HITKIT:-./bin/hitkit}
+SECS=${1:-10}
+PORT=${PORT:-3262}
+IQN=iqn.2026-11.org.hitkit.bench:vol1
+SIZE=1G
+CTL=78
+. scripts/tgtd.sh
+start_tgtd
+URL="iscsi://127.0.0.1:$PORT/$IQN/1"
+
+# Fill the LUN so that reads move real data.
+$HITKIT bench --portal 127.0.0.1:$PORT --target "$IQN" --lun 1 --pattern verify \
+	--bs 1m --qd 8 --allow-write >/dev/null
+
+# iscsi_perf prints "... iops average N (M MB/s)"; keep the last figures.
+perf() { # BLOCKS(512 B) RANDOM?
+	local args=(-m 32 -b "$1" -t "$SECS")
+	[ "$2" = yes ] && args+=(-r)
+	iscsi-perf "${args[@]}" "$URL" 2>&1 | tr '\r' '\n' | grep 'average' | tail -1 |
+		sed -E 's/.*average ([0-9]+) \(([0-9.]+) MB\/s\).*/\1 \2/'
+}
+hitkit() { # BS PATTERN
+	$HITKIT bench --portal 127.0.0.1:$PORT --target "$IQN" --lun 1 --pattern "$2" \
+		--bs "$1" --qd 32 --duration "${SECS}s" --json |
+		python3 -c 'import json,sys; r=json.load(sys.stdin); print(round(r["iops"]), round(r["mbps"]))'
+}
+
+printf '%-26s %-12s %10s %10s\n' workload initiator IOPS MB/s
+for w in "4k randread:8:yes:4k:randread" "128k seqread:256:no:128k:seqread"; do
+	IFS=: read -r name blocks rnd bs pattern <<<"$w"
+	read -r iops mbs < <(perf "$blocks" "$rnd")
+	printf '%-26s %-12s %10s %10s\n' "$name QD32" iscsi-perf "$iops" "$mbs"
+	read -r iops mbs < <(hitkit "$bs" "$pattern")
+	printf '%-26s %-12s %10s %10s\n' "$name QD32" hitkit "$iops" "$mbs"
+done
