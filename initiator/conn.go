@@ -23,6 +23,7 @@ type conn struct {
 	// a burst of commands leaves in few segments.
 	wmu     sync.Mutex
 	writers atomic.Int32
+	wbhs    iscsi.BHS // scratch header, under wmu
 
 	expStatSN atomic.Uint32
 	lastRecv  atomic.Int64 // unix nanoseconds
@@ -72,9 +73,8 @@ func (c *conn) lockWriter() {
 }
 
 func (c *conn) writeLocked(hdr iscsi.Header, data []byte) error {
-	var h iscsi.BHS
-	hdr.Marshal(&h)
-	return c.fr.WritePDU(&h, nil, data)
+	hdr.Marshal(&c.wbhs)
+	return c.fr.WritePDU(&c.wbhs, nil, data)
 }
 
 // unlockWriter flushes if no other writer is waiting, and drops the

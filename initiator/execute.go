@@ -74,8 +74,10 @@ func (c *conn) sendCommand(t *task) error {
 	if unsolicited > immediate {
 		hdr.Final = false // Data-Out PDUs follow
 	}
-	err := c.writeLocked(&hdr, cmd.WriteBuf[:immediate])
-	err = c.unlockWriter(err)
+	// Marshalled here rather than through writeLocked, whose interface
+	// argument would move hdr to the heap on every command.
+	hdr.Marshal(&c.wbhs)
+	err := c.unlockWriter(c.fr.WritePDU(&c.wbhs, nil, cmd.WriteBuf[:immediate]))
 	if err == nil && unsolicited > immediate {
 		t.dataOut.Add(1)
 		go func() {

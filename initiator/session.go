@@ -41,6 +41,7 @@ type Session struct {
 	nextITT  uint32
 	tasks    map[uint32]*task
 	changed  chan struct{} // closed and replaced when state, conn or window change
+	waiting  int           // goroutines blocked on changed; window updates signal only them
 
 	// life ends when Close is called, cutting short recovery logins and waits.
 	life    context.Context
@@ -163,7 +164,7 @@ func (s *Session) updateWindow(exp, max uint32) {
 	if iscsi.SerialLess(s.maxCmdSN, max) {
 		s.maxCmdSN, opened = max, true
 	}
-	if opened {
+	if opened && s.waiting > 0 {
 		s.signalLocked()
 	}
 	s.mu.Unlock()
@@ -189,11 +190,19 @@ func (s *Session) waitReady(ctx context.Context, needWindow bool) (*conn, error)
 			}
 		}
 		ch := s.changed
+		s.waiting++
 		s.mu.Unlock()
+		var err error
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			err = ctx.Err()
+		}
+		s.mu.Lock()
+		s.waiting--
+		s.mu.Unlock()
+		if err != nil {
+			return nil, err
 		}
 	}
 }
