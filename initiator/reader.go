@@ -192,15 +192,25 @@ func (c *conn) onResponse(h *iscsi.BHS) error {
 	return nil
 }
 
+// readStatusData reads the data segment of a status-bearing PDU and
+// applies its sequence numbers.
+func (c *conn) readStatusData(h *iscsi.BHS, sn iscsi.TargetSN) ([]byte, error) {
+	data, err := c.fr.ReadDataBuffer(h)
+	if err != nil {
+		return nil, err
+	}
+	c.ackStatSN(sn.StatSN)
+	c.s.updateWindow(sn.ExpCmdSN, sn.MaxCmdSN)
+	return data, nil
+}
+
 func (c *conn) onAsync(h *iscsi.BHS) error {
 	var a iscsi.AsyncMessage
 	a.Unmarshal(h)
-	data, err := c.fr.ReadDataBuffer(h)
+	data, err := c.readStatusData(h, a.TargetSN)
 	if err != nil {
 		return err
 	}
-	c.ackStatSN(a.StatSN)
-	c.s.updateWindow(a.ExpCmdSN, a.MaxCmdSN)
 	ev := Event{Session: c.s}
 	switch a.Event {
 	case iscsi.AsyncSCSIEvent:
@@ -230,12 +240,10 @@ func (c *conn) onAsync(h *iscsi.BHS) error {
 func (c *conn) onReject(h *iscsi.BHS) error {
 	var r iscsi.Reject
 	r.Unmarshal(h)
-	data, err := c.fr.ReadDataBuffer(h)
+	data, err := c.readStatusData(h, r.TargetSN)
 	if err != nil {
 		return err
 	}
-	c.ackStatSN(r.StatSN)
-	c.s.updateWindow(r.ExpCmdSN, r.MaxCmdSN)
 	if len(data) < iscsi.BHSSize {
 		return protocolErrorf("Reject (reason %#x) without the rejected header", r.Reason)
 	}
