@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 
 	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/tw"
 	"github.com/urfave/cli/v2"
 )
 
@@ -19,7 +20,9 @@ func printJSON(c *cli.Context, v any) error {
 
 // printTable prints rows under a header, for people.
 func printTable(c *cli.Context, header []string, rows [][]string) error {
-	t := tablewriter.NewTable(c.App.Writer, tablewriter.WithHeader(header))
+	// Headers stay as written: auto-formatting turns "MB/s" into "MB / S".
+	cfg := tablewriter.NewConfigBuilder().WithHeaderAutoFormat(tw.Off).Build()
+	t := tablewriter.NewTable(c.App.Writer, tablewriter.WithConfig(cfg), tablewriter.WithHeader(header))
 	if err := t.Bulk(rows); err != nil {
 		return err
 	}
