@@ -36,7 +36,7 @@ const (
 
 // OpenLogicalUnit checks that the unit is ready and reads its capacity.
 func OpenLogicalUnit(ctx context.Context, exec Executor, lun int) (*LogicalUnit, error) {
-	if lun < 0 || lun > 0x3fff {
+	if lun < 0 || lun > scsi.MaxLUN {
 		return nil, fmt.Errorf("LUN %d is outside 0..16383", lun)
 	}
 	l := &LogicalUnit{exec: exec, lun: scsi.EncodeLUN(uint16(lun)), maxIO: defaultMaxIO}

@@ -60,7 +60,11 @@ func NewInitiatorNegotiation(p Preferences) *InitiatorNegotiation {
 		n.offer["MaxBurstLength"] = strconv.Itoa(int(p.MaxBurstLength))
 	}
 	if p.FirstBurstLength != 0 {
-		n.offer["FirstBurstLength"] = strconv.Itoa(int(min(p.FirstBurstLength, max(p.MaxBurstLength, 512))))
+		maxBurst := p.MaxBurstLength
+		if maxBurst == 0 {
+			maxBurst = DefaultParams().MaxBurstLength
+		}
+		n.offer["FirstBurstLength"] = strconv.Itoa(int(min(p.FirstBurstLength, max(maxBurst, 512))))
 	}
 	n.offer["DefaultTime2Wait"] = "0"
 	n.offer["DefaultTime2Retain"] = "0"
@@ -137,14 +141,20 @@ func (n *InitiatorNegotiation) applyOne(key, v string) (answer string, err error
 		return valNotUnderstood, nil
 	}
 	if v == valIrrelevant || v == valNotUnderstood || v == valReject {
+		if n.offer[key] == "CRC32C" {
+			return "", &NegotiationError{key, v, "the target does not do CRC32C digests; connect without them"}
+		}
 		n.settled[key] = true // the default stays
 		return "", nil
+	}
+	if n.settled[key] {
+		return "", &NegotiationError{key, v, "key negotiated twice"}
 	}
 	if err := def.checkValue(v); err != nil {
 		return "", &NegotiationError{key, v, err.Error()}
 	}
 	offered, ours := n.offer[key]
-	if ours && !n.settled[key] {
+	if ours {
 		// An answer to our offer must be a legal outcome of it.
 		if def.rule == ruleList {
 			if offered == "CRC32C" && v == "None" {

@@ -104,7 +104,16 @@ func (n *TargetNegotiation) own(key string) string {
 	case "MaxBurstLength":
 		return limit(l.MaxBurstLength, 1<<20)
 	case "FirstBurstLength":
-		return limit(l.FirstBurstLength, 65536)
+		// Never above our MaxBurstLength, or the outcome could break the
+		// rule that FirstBurstLength <= MaxBurstLength.
+		first, maxBurst := l.FirstBurstLength, l.MaxBurstLength
+		if first == 0 {
+			first = 65536
+		}
+		if maxBurst == 0 {
+			maxBurst = 1 << 20
+		}
+		return strconv.Itoa(int(min(first, maxBurst)))
 	case "MaxOutstandingR2T":
 		return limit(l.MaxOutstandingR2T, 1)
 	case "DefaultTime2Wait":

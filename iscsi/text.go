@@ -159,6 +159,10 @@ func DecodeBinary(v string) ([]byte, error) {
 		}
 		return hex.DecodeString(s)
 	case "0b", "0B":
+		// The decoder skips line breaks, which a key value never holds.
+		if strings.ContainsAny(v, "\r\n") {
+			return nil, fmt.Errorf("iscsi: binary value %q holds a line break", truncate([]byte(v)))
+		}
 		return base64.StdEncoding.DecodeString(v[2:])
 	}
 	return nil, fmt.Errorf("iscsi: binary value %q lacks a 0x or 0b prefix", truncate([]byte(v)))
@@ -214,16 +218,35 @@ func ParsePortal(v string) (Portal, error) {
 	}
 	host, port, err := net.SplitHostPort(v)
 	if err != nil {
-		host, port = strings.Trim(v, "[]"), "3260"
+		host, port = v, "3260"
+		if strings.HasPrefix(v, "[") && strings.HasSuffix(v, "]") {
+			host = v[1 : len(v)-1]
+		}
 	}
-	if host == "" {
-		return Portal{}, fmt.Errorf("iscsi: portal %q has no host", v)
+	if !validHost(host) {
+		return Portal{}, fmt.Errorf("iscsi: portal %q has no valid host", v)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
 		return Portal{}, fmt.Errorf("iscsi: bad port in portal %q", v)
 	}
 	p.Address = net.JoinHostPort(host, port)
 	return p, nil
+}
+
+// validHost accepts an IP address or a DNS name.
+func validHost(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // FormatPortal is the TargetAddress value for a portal.

@@ -98,7 +98,7 @@ func Write16(lba uint64, blocks uint32, fua bool) CDB {
 // ReadCDB picks READ(10) when the range fits it, else READ(16), as Linux
 // does: some targets handle only the short form.
 func ReadCDB(lba uint64, blocks uint32, fua bool) CDB {
-	if lba+uint64(blocks) <= 1<<32 && blocks <= 0xffff {
+	if fitsShort(lba, blocks) {
 		return Read10(uint32(lba), uint16(blocks), fua)
 	}
 	return Read16(lba, blocks, fua)
@@ -106,10 +106,16 @@ func ReadCDB(lba uint64, blocks uint32, fua bool) CDB {
 
 // WriteCDB is ReadCDB for writes.
 func WriteCDB(lba uint64, blocks uint32, fua bool) CDB {
-	if lba+uint64(blocks) <= 1<<32 && blocks <= 0xffff {
+	if fitsShort(lba, blocks) {
 		return Write10(uint32(lba), uint16(blocks), fua)
 	}
 	return Write16(lba, blocks, fua)
+}
+
+// fitsShort reports whether a range fits a 10-byte CDB. The LBA is checked
+// on its own first, so that lba+blocks cannot wrap around.
+func fitsShort(lba uint64, blocks uint32) bool {
+	return lba < 1<<32 && blocks <= 0xffff && lba+uint64(blocks) <= 1<<32
 }
 
 // TestUnitReady checks that the unit is ready.
@@ -192,8 +198,12 @@ func UnmapParams(extents []Extent) []byte {
 	return b
 }
 
+// MaxLUN is the highest LUN that EncodeLUN can address.
+const MaxLUN = 0x3fff
+
 // EncodeLUN puts a LUN in the 8-byte SAM form that iSCSI carries: peripheral
-// addressing below 256, flat space addressing above.
+// addressing below 256, flat space addressing up to MaxLUN. Callers check
+// the range: a larger LUN would alias another.
 func EncodeLUN(lun uint16) uint64 {
 	if lun < 256 {
 		return uint64(lun) << 48

@@ -180,10 +180,11 @@ func DeviceIdentificationBody(ds []Designator) []byte {
 	return b
 }
 
-// WWID picks the logical unit's world wide identifier from its designators,
-// preferring the way Linux does: NAA (IEEE Registered Extended first), then
-// EUI-64, then the SCSI name string, then T10 vendor ID. Paths to one unit
-// report the same WWID; that is how multipath recognises them.
+// WWID picks the logical unit's world wide identifier from its designators
+// in udev's scsi_id order, which multipath-tools uses: NAA (IEEE Registered
+// Extended first), then EUI-64, then T10 vendor ID, and the SCSI name
+// string last. Paths to one unit report the same WWID; that is how
+// multipath recognises them.
 func WWID(ds []Designator) string {
 	best, rank := "", 0
 	for _, d := range ds {
@@ -197,10 +198,10 @@ func WWID(ds []Designator) string {
 			r, s = 10+int(d.Value[0]>>4), "naa."+hex.EncodeToString(d.Value)
 		case DesigEUI64:
 			r, s = 8, "eui."+hex.EncodeToString(d.Value)
-		case DesigSCSIName:
-			r, s = 7, strings.ToLower(trimASCII(d.Value))
 		case DesigT10:
-			r, s = 6, "t10."+strings.Join(strings.Fields(trimASCII(d.Value)), "_")
+			r, s = 7, "t10."+strings.Join(strings.Fields(trimASCII(d.Value)), "_")
+		case DesigSCSIName:
+			r, s = 6, strings.ToLower(trimASCII(d.Value))
 		default:
 			continue
 		}
