@@ -42,7 +42,7 @@ type conn struct {
 func newConn(s *Session, nc net.Conn, portal string) *conn {
 	c := &conn{
 		s: s, nc: nc, portal: portal,
-		fr:   iscsi.NewFramer(nc, nc, 64<<10),
+		fr:   iscsi.NewFramer(nc, nc, 512<<10),
 		log:  s.log.WithField("portal", portal),
 		done: make(chan struct{}),
 	}
