@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Compares hitkit's initiator with libiscsi's iscsi-perf on the same target:
 # Debian's tgtd on loopback, with a tmpfs LUN so that the disk is not the
-# bottleneck. Usage: scripts/bench.sh [SECONDS]
+# bottleneck. The two alternate, ROUNDS times per workload, and the median
+# of each is shown, since a 2-core machine's figures wander between runs.
+# Usage: scripts/bench.sh [SECONDS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HITKIT=${HITKIT:-./bin/hitkit}
 SECS=${1:-10}
+ROUNDS=${2:-3}
 PORT=${PORT:-3262}
 IQN=iqn.2026-11.org.hitkit.bench:vol1
 SIZE=1G
@@ -31,11 +34,20 @@ hitkit() { # BS PATTERN
 		python3 -c 'import json,sys; r=json.load(sys.stdin); print(round(r["iops"]), round(r["mbps"]))'
 }
 
-printf '%-26s %-12s %10s %10s\n' workload initiator IOPS MB/s
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+printf '%-20s %-12s %10s %10s\n' workload initiator IOPS MB/s
 for w in "4k randread:8:yes:4k:randread" "128k seqread:256:no:128k:seqread"; do
 	IFS=: read -r name blocks rnd bs pattern <<<"$w"
-	read -r iops mbs < <(perf "$blocks" "$rnd")
-	printf '%-26s %-12s %10s %10s\n' "$name QD32" iscsi-perf "$iops" "$mbs"
-	read -r iops mbs < <(hitkit "$bs" "$pattern")
-	printf '%-26s %-12s %10s %10s\n' "$name QD32" hitkit "$iops" "$mbs"
+	: >"$TGTD_DIR/perf" && : >"$TGTD_DIR/hitkit"
+	for _ in $(seq "$ROUNDS"); do
+		perf "$blocks" "$rnd" >>"$TGTD_DIR/perf"
+		hitkit "$bs" "$pattern" >>"$TGTD_DIR/hitkit"
+	done
+	for who in perf hitkit; do
+		iops=$(cut -d' ' -f1 "$TGTD_DIR/$who" | median)
+		mbs=$(cut -d' ' -f2 "$TGTD_DIR/$who" | median)
+		label=$([ $who = perf ] && echo iscsi-perf || echo hitkit)
+		printf '%-20s %-12s %10s %10s\n' "$name QD32" "$label" "$iops" "$mbs"
+	done
 done
