@@ -19,11 +19,10 @@ type conn struct {
 	params iscsi.Params
 	log    *logrus.Entry
 
-	// Writers hold wmu for a PDU. The last writer in line flushes, so that
-	// a burst of commands leaves in few segments.
-	wmu     sync.Mutex
-	writers atomic.Int32
-	wbhs    iscsi.BHS // scratch header, under wmu
+	// Writers hold wmu to frame a PDU into batch; see unlockWriter.
+	wmu   sync.Mutex
+	batch batch
+	wbhs  iscsi.BHS // scratch header, under wmu
 
 	expStatSN atomic.Uint32
 	lastRecv  atomic.Int64 // unix nanoseconds
@@ -42,10 +41,12 @@ type conn struct {
 func newConn(s *Session, nc net.Conn, portal string) *conn {
 	c := &conn{
 		s: s, nc: nc, portal: portal,
-		fr:   iscsi.NewFramer(nc, nc, 512<<10),
 		log:  s.log.WithField("portal", portal),
 		done: make(chan struct{}),
 	}
+	c.batch.direct = true // until the login is done
+	c.fr = iscsi.NewFramer(nc, &c.batch, 512<<10)
+	c.batch.nc = nc
 	c.lastRecv.Store(time.Now().UnixNano())
 	c.pingITT.Store(iscsi.ReservedTag)
 	return c
@@ -67,27 +68,67 @@ func (c *conn) write(hdr iscsi.Header, data []byte) error {
 	return c.unlockWriter(err)
 }
 
-func (c *conn) lockWriter() {
-	c.writers.Add(1)
-	c.wmu.Lock()
-}
+func (c *conn) lockWriter() { c.wmu.Lock() }
 
 func (c *conn) writeLocked(hdr iscsi.Header, data []byte) error {
 	hdr.Marshal(&c.wbhs)
 	return c.fr.WritePDU(&c.wbhs, nil, data)
 }
 
-// unlockWriter flushes if no other writer is waiting, and drops the
-// connection on a write error.
+// unlockWriter moves the framed PDU into the batch and, unless another
+// writer is already sending, sends the batch. Writers never wait for a
+// write syscall: while one is in it, the others append and leave, and
+// their PDUs go out together in its next write. It drops the connection
+// on a write error.
 func (c *conn) unlockWriter(err error) error {
-	if c.writers.Add(-1) == 0 && err == nil {
+	if err == nil {
 		err = c.fr.Flush()
+	}
+	if err == nil && !c.batch.sending {
+		err = c.sendBatch()
 	}
 	c.wmu.Unlock()
 	if err != nil {
 		c.close(err)
 	}
 	return err
+}
+
+// sendBatch writes the batch until it stays empty. It is called with wmu
+// held, and drops it around each write.
+func (c *conn) sendBatch() error {
+	b := &c.batch
+	b.sending = true
+	defer func() { b.sending = false }()
+	for len(b.pending) > 0 {
+		out := b.pending
+		b.pending = b.spare[:0]
+		c.wmu.Unlock()
+		_, err := c.nc.Write(out)
+		c.wmu.Lock()
+		b.spare = out[:0]
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// batch collects framed PDUs from many writers. During login, when one
+// goroutine talks to the target, writes go straight to the socket.
+type batch struct {
+	nc             net.Conn
+	direct         bool
+	sending        bool
+	pending, spare []byte
+}
+
+func (b *batch) Write(p []byte) (int, error) {
+	if b.direct {
+		return b.nc.Write(p)
+	}
+	b.pending = append(b.pending, p...)
+	return len(p), nil
 }
 
 // ackStatSN records a status-bearing PDU, so that the next PDU we send

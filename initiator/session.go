@@ -124,6 +124,7 @@ func (s *Session) Err() error {
 func (s *Session) install(c *conn, lr *loginResult) {
 	c.params = lr.params
 	c.fr.HeaderDigest, c.fr.DataDigest = lr.params.HeaderDigest, lr.params.DataDigest
+	c.batch.direct = false // from now on, many goroutines write
 	c.fr.MaxRecvDataSegment = int(lr.params.InitiatorMaxRecvDSL)
 	c.expStatSN.Store(lr.sn.StatSN + 1)
 
