@@ -84,6 +84,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			discoverCommand(),
 			inquiryCommand(),
 			benchCommand(),
+			labCommand(),
 		},
 		// urfave/cli prints usage and returns an error for bad flags; map it to exit 2.
 		OnUsageError: func(c *cli.Context, err error, isSubcommand bool) error {
