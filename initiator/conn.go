@@ -32,6 +32,7 @@ type conn struct {
 	pingSent atomic.Int64
 
 	warnedBurst atomic.Bool // the target exceeded MaxBurstLength once
+	loggedOut   atomic.Bool // a Logout Response arrived
 
 	closeOnce sync.Once
 	closeErr  error

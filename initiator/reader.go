@@ -23,7 +23,7 @@ func (c *conn) readLoop() {
 		}
 		if err != nil {
 			c.close(err)
-			if !errors.Is(c.closeErr, ErrClosed) {
+			if !errors.Is(c.closeErr, ErrClosed) && !c.loggedOut.Load() {
 				c.log.WithError(c.closeErr).Info("connection lost")
 			}
 			return
@@ -41,7 +41,11 @@ func (c *conn) dispatch(h *iscsi.BHS) error {
 		return c.onR2T(h)
 	case iscsi.OpNopIn:
 		return c.onNopIn(h)
-	case iscsi.OpTextResp, iscsi.OpTaskMgmtResp, iscsi.OpLogoutResp:
+	case iscsi.OpLogoutResp:
+		// The target closes the connection next; that is no loss.
+		c.loggedOut.Store(true)
+		return c.onResponse(h)
+	case iscsi.OpTextResp, iscsi.OpTaskMgmtResp:
 		return c.onResponse(h)
 	case iscsi.OpAsyncMessage:
 		return c.onAsync(h)

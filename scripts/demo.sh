@@ -1,31 +1,52 @@
 #!/usr/bin/env bash
-# The demo: a real target on loopback, then hitkit against it.
-# Until the lab array group lands, the target is Debian's tgtd, started here.
+# The demo: a lab array group on loopback, and hitkit against it. It starts
+# the group, discovers it, logs in to a volume through the group IP (which
+# redirects to a member port), writes and verifies data, fails the port
+# the session is on while I/O runs, and shows the group's status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HITKIT=${HITKIT:-./bin/hitkit}
-PORT=${PORT:-3261}
-IQN=iqn.2026-11.org.hitkit.demo:vol1
-SIZE=256M
-CTL=77
-. scripts/tgtd.sh
+DIR=$(mktemp -d /tmp/hitkit-demo.XXXXXX)
+GROUP=127.0.10.1
+
+cleanup() {
+	$HITKIT lab down --dir "$DIR/lab" >/dev/null 2>&1 || true
+	rm -rf "$DIR"
+}
+trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "starting tgtd on 127.0.0.1:$PORT with a 256 MiB LUN"
-start_tgtd
+step "hitkit lab up: 2 members with 2 ports each, a 1 GiB volume, group IP $GROUP"
+$HITKIT lab up --dir "$DIR/lab"
+IQN=$($HITKIT lab status --dir "$DIR/lab" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["volumes"][0]["iqn"])')
+LOGIN=(--portal "$GROUP" --target "$IQN" --chap-user vol1 --chap-secret-file "$DIR/lab/secrets/vol1.chap")
 
-step "hitkit discover --portal 127.0.0.1:$PORT"
-$HITKIT discover --portal 127.0.0.1:$PORT
+step "hitkit discover --portal $GROUP"
+$HITKIT discover --portal "$GROUP"
 
-step "hitkit inquiry --portal 127.0.0.1:$PORT --target $IQN --lun 1"
-$HITKIT inquiry --portal 127.0.0.1:$PORT --target "$IQN" --lun 1
+step "hitkit inquiry: the volume, through the group IP"
+$HITKIT inquiry "${LOGIN[@]}"
 
-step "hitkit bench: write a checksummed pattern over 64 MiB, read it back and verify"
-$HITKIT bench --portal 127.0.0.1:$PORT --target "$IQN" --lun 1 --pattern verify --bs 128k --qd 16 --span 64M --allow-write
+step "hitkit bench --pattern verify: write a checksummed pattern over 64 MiB, read it back, check it"
+$HITKIT bench "${LOGIN[@]}" --pattern verify --bs 128k --qd 16 --span 64M --allow-write
 
-step "hitkit bench: 4 KiB random reads at queue depth 32 for 5 s"
-$HITKIT bench --portal 127.0.0.1:$PORT --target "$IQN" --lun 1 --pattern randread --bs 4k --qd 32 --duration 5s
+step "random reads for 8 s; after 3 s, the port carrying the session goes down"
+$HITKIT --log-level info bench "${LOGIN[@]}" --pattern randread --bs 4k --qd 16 --duration 8s 2>"$DIR/bench.log" &
+BENCH=$!
+sleep 3
+PORT=$($HITKIT lab status --dir "$DIR/lab" --json | python3 -c '
+import json,sys
+s=json.load(sys.stdin)
+print(next(p["address"] for m in s["members"] for p in m.get("ports") or [] if p.get("sessions")))')
+$HITKIT lab fault port-down --dir "$DIR/lab" --port "$PORT"
+sleep 1
+step "hitkit lab status: $PORT is down, and the session has moved to another port"
+$HITKIT lab status --dir "$DIR/lab"
+wait $BENCH
+echo "the initiator's log of the failover:"
+grep -E 'connection lost|logged in' "$DIR/bench.log" | sed 's/^/  /'
+$HITKIT lab fault clear --dir "$DIR/lab" >/dev/null
 
 echo
-echo "demo finished"
+echo "demo finished: the benchmark ran through the port failure without an I/O error"
