@@ -294,8 +294,10 @@ func TestReplacementTimeout(t *testing.T) {
 	cfg := config(tg)
 	cfg.ReplacementTimeout = 2 * time.Second
 	lu := open(t, dial(t, cfg), tg.LUN)
-	tg.Kill()
+	// The session's clock starts when it sees the connection drop, which
+	// can be before Kill returns.
 	start := time.Now()
+	tg.Kill()
 	_, err := lu.ReadAt(make([]byte, 4096), 0)
 	waited := time.Since(start)
 	if !errors.Is(err, initiator.ErrReplacementTimeout) {
