@@ -217,3 +217,23 @@ func tsihOf(t *testing.T, l *lab, s *initiator.Session) uint16 {
 	t.Fatal("the target has no session with our ISID")
 	return 0
 }
+
+// Unmap on a thin lab disk: the range reads back as zeroes.
+func TestUnmap(t *testing.T) {
+	l := startLab(t, target.Config{}, disk.Options{ThinProvisioning: true}, nil)
+	_, lu := dialUnit(t, l.config())
+	roundTrip(t, lu, 1<<20, 2<<20)
+	if err := lu.Unmap(1<<20, 2<<20); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 2<<20)
+	if _, err := lu.ReadAt(got, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, make([]byte, len(got))) {
+		t.Fatal("an unmapped range does not read back as zeroes")
+	}
+	if err := lu.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -389,5 +390,46 @@ func TestCloseLeaksNoGoroutine(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before {
 		buf := make([]byte, 1<<16)
 		t.Fatalf("%d goroutines before, %d after Close:\n%s", before, n, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// TestUnitCommands runs the commands the multipath layer relies on, beside
+// reads and writes: TEST UNIT READY, REPORT LUNS, SYNCHRONIZE CACHE and
+// the identity pages, whose WWID must be the same on every session.
+func TestUnitCommands(t *testing.T) {
+	for _, tc := range targets {
+		t.Run(tc.name, func(t *testing.T) {
+			tg := tc.start(t, peer.Options{})
+			ctx := context.Background()
+			s := dial(t, config(tg))
+			lu := open(t, s, tg.LUN)
+			if err := lu.TestUnitReady(ctx); err != nil {
+				t.Fatal(err)
+			}
+			luns, err := initiator.ReportLuns(ctx, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(luns, tg.LUN) {
+				t.Fatalf("REPORT LUNS = %v, want LUN %d in it", luns, tg.LUN)
+			}
+			if _, err := lu.WriteAt(bytes.Repeat([]byte{7}, 4096), 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := lu.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			id, err := lu.Identify(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			other, err := open(t, dial(t, config(tg)), tg.LUN).Identify(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id.WWID == "" || id.WWID != other.WWID || id.Serial != other.Serial {
+				t.Fatalf("identities differ between sessions, or have no WWID: %+v / %+v", id, other)
+			}
+		})
 	}
 }

@@ -194,6 +194,30 @@ func (l *LogicalUnit) transfer(ctx context.Context, p []byte, off int64, write, 
 	return done, nil
 }
 
+// TestUnitReady asks whether the unit can take commands.
+func (l *LogicalUnit) TestUnitReady(ctx context.Context) error {
+	return l.do(ctx, scsi.TestUnitReady(), nil, nil)
+}
+
+// ReportLuns lists the logical units behind a session's target (REPORT
+// LUNS, sent to LUN 0 as SPC requires of every target).
+func ReportLuns(ctx context.Context, exec Executor) ([]int, error) {
+	l := &LogicalUnit{exec: exec}
+	buf := make([]byte, 16<<10)
+	if err := l.do(ctx, scsi.ReportLuns(uint32(len(buf))), buf, nil); err != nil {
+		return nil, fmt.Errorf("REPORT LUNS: %w", err)
+	}
+	luns, err := scsi.ParseReportLuns(buf)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int, len(luns))
+	for i, n := range luns {
+		out[i] = int(n)
+	}
+	return out, nil
+}
+
 // Sync makes every completed write durable (SYNCHRONIZE CACHE).
 func (l *LogicalUnit) Sync() error { return l.SyncContext(context.Background()) }
 
