@@ -40,6 +40,17 @@ type Options struct {
 	// Services start after the group is serving, in order, and close
 	// before it stops.
 	Services []Service
+	// NoPowerOnAttention stops the volumes from reporting POWER ON, RESET
+	// OR BUS DEVICE RESET OCCURRED (ASC 29h/00h) to the first command of
+	// each new I_T nexus (see disk.Options). Reporting it is right (SPC-4
+	// 5.14; tgtd does the same) and is the default, so that hosts are
+	// tested against it. Every libiscsi reconnect is a new nexus (it picks
+	// a new random ISID), and libiscsi hands that attention to the
+	// application after a reconnect; iscsi-perf retries such a READ
+	// without counting it as in flight and then hangs with in_flight -1.
+	// Tests that need iscsi-perf to end by itself across a reconnect set
+	// this.
+	NoPowerOnAttention bool
 }
 
 // Group is a running lab array group.
@@ -49,6 +60,8 @@ type Group struct {
 	logFile io.Closer
 	srv     *target.Server
 	started time.Time
+
+	noPowerOnAttention bool // Options.NoPowerOnAttention
 
 	// forwardLatency is read on every forwarded command, so it is atomic
 	// rather than under mu.
@@ -115,7 +128,7 @@ func Open(dir string, opts Options) (*Group, error) {
 	if err := ensureSecrets(dir, cfg); err != nil {
 		return nil, err
 	}
-	g := &Group{dir: dir, cfg: cfg, started: time.Now(), done: make(chan struct{})}
+	g := &Group{dir: dir, cfg: cfg, started: time.Now(), done: make(chan struct{}), noPowerOnAttention: opts.NoPowerOnAttention}
 	if err := g.openLog(opts.Logger); err != nil {
 		return nil, err
 	}

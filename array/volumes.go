@@ -72,7 +72,7 @@ func (g *Group) openVolume(vc VolumeConfig) (*servedVolume, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := disk.New(store, g.identity(vc), disk.Options{ThinProvisioning: vc.Thin, WriteCache: true})
+	d, err := disk.New(store, g.identity(vc), disk.Options{ThinProvisioning: vc.Thin, WriteCache: true, NoPowerOnAttention: g.noPowerOnAttention})
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("volume %s: %w", vc.Name, err)
