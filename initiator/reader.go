@@ -75,13 +75,13 @@ func (c *conn) onDataIn(h *iscsi.BHS) error {
 		return err
 	}
 	t.nextDataSN++
-	c.s.updateWindow(d.ExpCmdSN, d.MaxCmdSN)
 	if !d.HasStatus {
+		c.s.updateWindow(d.ExpCmdSN, d.MaxCmdSN)
 		return nil
 	}
 	c.ackStatSN(d.StatSN)
 	t.result = Result{Status: d.Status, Residual: residual(d.Underflow, d.ResidualCount), Overflow: d.Overflow}
-	c.s.complete(t)
+	c.s.finish(t, d.ExpCmdSN, d.MaxCmdSN)
 	return nil
 }
 
@@ -100,9 +100,9 @@ func (c *conn) onSCSIResponse(h *iscsi.BHS) error {
 		return err
 	}
 	c.ackStatSN(r.StatSN)
-	c.s.updateWindow(r.ExpCmdSN, r.MaxCmdSN)
 	t := c.s.lookup(r.InitiatorTaskTag, c, kindSCSI)
 	if t == nil {
+		c.s.updateWindow(r.ExpCmdSN, r.MaxCmdSN)
 		return nil
 	}
 	t.result = Result{Status: r.Status, Response: r.Response, Residual: residual(r.Underflow, r.ResidualCount), Overflow: r.Overflow}
@@ -113,7 +113,7 @@ func (c *conn) onSCSIResponse(h *iscsi.BHS) error {
 		}
 		t.result.Sense = append([]byte(nil), data[2:2+n]...)
 	}
-	c.s.complete(t)
+	c.s.finish(t, r.ExpCmdSN, r.MaxCmdSN)
 	return nil
 }
 

@@ -154,10 +154,15 @@ func (s *Session) windowOpenLocked() bool {
 // that are stale, or that describe an impossible window, are ignored as
 // RFC 7143 section 4.2.2.1 requires.
 func (s *Session) updateWindow(exp, max uint32) {
+	s.mu.Lock()
+	s.updateWindowLocked(exp, max)
+	s.mu.Unlock()
+}
+
+func (s *Session) updateWindowLocked(exp, max uint32) {
 	if iscsi.SerialLess(max, exp-1) {
 		return
 	}
-	s.mu.Lock()
 	opened := false
 	if iscsi.SerialLess(s.expCmdSN, exp) {
 		s.expCmdSN, opened = exp, true
@@ -168,7 +173,6 @@ func (s *Session) updateWindow(exp, max uint32) {
 	if opened && s.waiting > 0 {
 		s.signalLocked()
 	}
-	s.mu.Unlock()
 }
 
 // waitReady waits until the session is logged in with room in the window,
@@ -267,6 +271,17 @@ func (s *Session) lookup(itt uint32, c *conn, kind taskKind) *task {
 // complete hands a finished task back to its caller.
 func (s *Session) complete(t *task) {
 	s.mu.Lock()
+	delete(s.tasks, t.itt)
+	t.conn = nil
+	s.mu.Unlock()
+	t.wake <- wakeDone
+}
+
+// finish is complete for a status-bearing PDU: the window it carries is
+// applied under the same lock, which every command's completion takes.
+func (s *Session) finish(t *task, exp, max uint32) {
+	s.mu.Lock()
+	s.updateWindowLocked(exp, max)
 	delete(s.tasks, t.itt)
 	t.conn = nil
 	s.mu.Unlock()
