@@ -74,6 +74,7 @@ func labUpCommand() *cli.Command {
 			&cli.StringFlag{Name: "page-size", Value: "1m", Usage: "unit in which volumes are spread over members"},
 			&cli.DurationFlag{Name: "forward-latency", Value: array.DefaultForwardLatency, Usage: "latency added to I/O that a member forwards"},
 			&cli.BoolFlag{Name: "foreground", Usage: "stay attached instead of running in the background"},
+			&cli.BoolFlag{Name: "no-power-on-attention", Usage: "skip the UNIT ATTENTION a new I_T nexus sees first (libiscsi's iscsi-perf cannot retry it after a reconnect)"},
 			jsonFlag(),
 		},
 		Action: runLabUp,
@@ -97,7 +98,7 @@ func runLabUp(c *cli.Context) error {
 	client := array.NewClient(dir)
 	if client.Ping() == nil {
 		fmt.Fprintf(c.App.ErrWriter, "hitkit: a group is already running in %s\n", dir)
-	} else if err := startGroupBackground(dir); err != nil {
+	} else if err := startGroupBackground(dir, c.Bool("no-power-on-attention")); err != nil {
 		return err
 	}
 	st, err := client.Status()
@@ -173,7 +174,7 @@ func parseVolumeFlag(v string) (array.VolumeSpec, error) {
 // startGroupBackground runs `hitkit lab up --foreground` detached in its
 // own session, with its output appended to DIR/lab.log, and waits until
 // its control socket answers.
-func startGroupBackground(dir string) error {
+func startGroupBackground(dir string, noPowerOnAttention bool) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -184,7 +185,11 @@ func startGroupBackground(dir string) error {
 		return err
 	}
 	defer logFile.Close()
-	cmd := exec.Command(exe, "lab", "up", "--dir", dir, "--foreground")
+	args := []string{"lab", "up", "--dir", dir, "--foreground"}
+	if noPowerOnAttention {
+		args = append(args, "--no-power-on-attention")
+	}
+	cmd := exec.Command(exe, args...)
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -229,7 +234,7 @@ func logTail(path string, n int64) string {
 
 // runGroupForeground serves the group until SIGINT, SIGTERM or `lab down`.
 func runGroupForeground(c *cli.Context, dir string) error {
-	g, err := array.Open(dir, array.Options{})
+	g, err := array.Open(dir, array.Options{NoPowerOnAttention: c.Bool("no-power-on-attention")})
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hitkit/hitkit/initiator"
+	"github.com/hitkit/hitkit/scsi"
 )
 
 // buildHitkit builds the binary, since `lab up` re-executes itself in
@@ -291,4 +292,39 @@ func tailFile(path string) string {
 		b = b[len(b)-3000:]
 	}
 	return string(b)
+}
+
+// TestLabNoPowerOnAttention: with the flag, the first command of a new
+// nexus succeeds instead of reporting POWER ON OCCURRED.
+func TestLabNoPowerOnAttention(t *testing.T) {
+	bin := buildHitkit(t)
+	dir := filepath.Join(t.TempDir(), "group")
+	base := fmt.Sprintf("127.0.%d.0", 100+mrand.IntN(100))
+	t.Cleanup(func() { labCLI(t, bin, "lab", "down", "--dir", dir) })
+	code, out, errOut := labCLI(t, bin, "lab", "up", "--dir", dir, "--base-ip", base, "--volume", "v:8MiB", "--no-power-on-attention", "--json")
+	if code != 0 {
+		t.Fatalf("lab up: exit %d: %s", code, errOut)
+	}
+	var up labUpJSON
+	if err := json.Unmarshal([]byte(out), &up); err != nil {
+		t.Fatal(err)
+	}
+	secret, err := os.ReadFile(up.Volumes[0].CHAPSecretFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := initiator.Dial(ctx, initiator.Config{
+		Portal: up.GroupIP, TargetName: up.Volumes[0].IQN,
+		CHAPUser: up.Volumes[0].CHAPUser, CHAPSecret: bytes.TrimSpace(secret),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	res, err := s.Execute(ctx, initiator.Command{CDB: scsi.TestUnitReady()})
+	if err != nil || res.Status != scsi.StatusGood {
+		t.Fatalf("first TEST UNIT READY: status %#x, err %v; want GOOD", res.Status, err)
+	}
 }
