@@ -31,7 +31,7 @@ perf() { # BLOCKS(512 B) RANDOM?
 hitkit() { # BS PATTERN
 	$HITKIT bench --portal 127.0.0.1:$PORT --target "$IQN" --lun 1 --pattern "$2" \
 		--bs "$1" --qd 32 --duration "${SECS}s" --json |
-		python3 -c 'import json,sys; r=json.load(sys.stdin); print(round(r["iops"]), round(r["mbps"]))'
+		awk -F'[:,]' '/"iops"/ {i=$2} /"mbps"/ {m=$2} END {printf "%d %d\n", i, m}'
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

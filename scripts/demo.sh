@@ -19,7 +19,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "hitkit lab up: 2 members with 2 ports each, a 1 GiB volume, group IP $GROUP"
 $HITKIT lab up --dir "$DIR/lab"
-IQN=$($HITKIT lab status --dir "$DIR/lab" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["volumes"][0]["iqn"])')
+IQN=$($HITKIT lab status --dir "$DIR/lab" --json | sed -nE 's/.*"iqn": "([^"]+)".*/\1/p' | head -1)
 LOGIN=(--portal "$GROUP" --target "$IQN" --chap-user vol1 --chap-secret-file "$DIR/lab/secrets/vol1.chap")
 
 step "hitkit discover --portal $GROUP"
@@ -35,10 +35,10 @@ step "random reads for 8 s; after 3 s, the port carrying the session goes down"
 $HITKIT --log-level info bench "${LOGIN[@]}" --pattern randread --bs 4k --qd 16 --duration 8s 2>"$DIR/bench.log" &
 BENCH=$!
 sleep 3
-PORT=$($HITKIT lab status --dir "$DIR/lab" --json | python3 -c '
-import json,sys
-s=json.load(sys.stdin)
-print(next(p["address"] for m in s["members"] for p in m.get("ports") or [] if p.get("sessions")))')
+# The first member port with a session (the group IP's own entry comes
+# first in the JSON, with none).
+PORT=$($HITKIT lab status --dir "$DIR/lab" --json |
+	awk -F'"' '/"address"/ {a=$4} /"sessions": [1-9]/ {print a; exit}')
 $HITKIT lab fault port-down --dir "$DIR/lab" --port "$PORT"
 sleep 1
 step "hitkit lab status: $PORT is down, and the session has moved to another port"
