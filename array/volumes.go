@@ -48,7 +48,13 @@ func (v *servedVolume) Execute(ctx context.Context, r *target.Request) target.Re
 // disk, so that every path sees the unit attention.
 func (v *servedVolume) Reset() { v.disk.Reset() }
 
-var _ target.Resetter = (*servedVolume)(nil)
+// NexusLost passes the end of a session on to the disk.
+func (v *servedVolume) NexusLost(n target.Nexus) { v.disk.NexusLost(n) }
+
+var (
+	_ target.Resetter      = (*servedVolume)(nil)
+	_ target.NexusObserver = (*servedVolume)(nil)
+)
 
 // addVolume opens a configured volume and makes it available for login.
 func (g *Group) addVolume(vc VolumeConfig) error {

@@ -154,6 +154,10 @@ func (d *Disk) Resize(size int64) error {
 // reservations survive it, as SPC requires.
 func (d *Disk) Reset() { d.ua.reset() }
 
+// NexusLost forgets the unit attentions pending for a nexus whose session
+// ended; reservations, which outlive sessions, stay.
+func (d *Disk) NexusLost(n target.Nexus) { d.ua.forget(n) }
+
 // Execute runs one command; see target.Unit.
 func (d *Disk) Execute(ctx context.Context, r *target.Request) target.Response {
 	c := &call{ctx: ctx, req: r}

@@ -65,6 +65,9 @@ func (u *unitAttentions) take(n target.Nexus) (uaCode, bool) {
 	return c, true
 }
 
+// forget drops what is pending for n.
+func (u *unitAttentions) forget(n target.Nexus) { u.nexuses.Delete(n) }
+
 // raise queues c for nexus n.
 func (u *unitAttentions) raise(n target.Nexus, c uaCode) { u.of(n).add(c) }
 

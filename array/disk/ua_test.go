@@ -97,3 +97,22 @@ func TestModeSelectTellsOtherNexuses(t *testing.T) {
 }
 
 var _ = context.Background
+
+// A nexus whose session ended leaves nothing behind, and a later login on
+// it starts with the power-on attention again.
+func TestNexusLostForgets(t *testing.T) {
+	d := newTestDisk(t, mib, Options{})
+	d.ua.powerOn = true
+	n := nexusA
+	d.ua.take(n)
+	d.ua.raise(n, uaCapacityChanged)
+	d.NexusLost(n)
+	count := 0
+	d.ua.nexuses.Range(func(any, any) bool { count++; return true })
+	if count != 0 {
+		t.Fatalf("%d nexuses remembered after NexusLost", count)
+	}
+	if c, ok := d.ua.take(n); !ok || c != uaPowerOn {
+		t.Fatalf("first attention after NexusLost = %v %v, want power-on", c, ok)
+	}
+}

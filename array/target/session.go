@@ -194,8 +194,12 @@ func (s *Server) newTSIH() uint16 {
 
 func (s *Server) unregister(ss *session) {
 	s.mu.Lock()
-	if s.sessions[ss.tsih] == ss {
+	registered := s.sessions[ss.tsih] == ss
+	if registered {
 		delete(s.sessions, ss.tsih)
 	}
 	s.mu.Unlock()
+	if registered && ss.target != nil {
+		ss.target.nexusLost(ss.nexus)
+	}
 }

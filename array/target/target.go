@@ -185,3 +185,14 @@ func (s *Server) lookupTarget(name string) (*Target, iscsi.LoginStatus) {
 	}
 	return nil, iscsi.LoginNotFound
 }
+
+// nexusLost tells the units that keep per-nexus state that n is gone.
+func (t *Target) nexusLost(n Nexus) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, u := range t.luns {
+		if o, ok := u.(NexusObserver); ok {
+			o.NexusLost(n)
+		}
+	}
+}

@@ -53,3 +53,11 @@ type Unit interface {
 type Resetter interface {
 	Reset()
 }
+
+// NexusObserver is implemented by units that keep state per I_T nexus,
+// such as pending unit attentions. NexusLost is called when a session
+// ends, so that the state of initiators that come and go does not pile
+// up; a later login on the same nexus starts afresh.
+type NexusObserver interface {
+	NexusLost(Nexus)
+}
