@@ -27,7 +27,6 @@ func (r *nexusRecorder) count() int {
 	return len(r.lost)
 }
 
-
 // When a session ends, the target's units hear that its nexus is gone.
 func TestNexusLostOnLogout(t *testing.T) {
 	rec := &nexusRecorder{}
