@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,6 +158,9 @@ func TestRedirectIsFollowed(t *testing.T) {
 	roundTrip(t, lu, 0, 8192)
 	if s.Portal() != member {
 		t.Fatalf("session on %s, want the redirect's %s", s.Portal(), member)
+	}
+	if la := s.LocalAddr(); !strings.HasPrefix(la, "127.0.0.1:") {
+		t.Fatalf("LocalAddr = %q, want 127.0.0.1:port", la)
 	}
 	for _, si := range l.srv.Sessions() {
 		if si.Portal.Addr != member {

@@ -107,6 +107,17 @@ func (s *Session) Portal() string {
 	return s.conn.portal
 }
 
+// LocalAddr is the local address of the current connection, host:port,
+// or "" between connections.
+func (s *Session) LocalAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return ""
+	}
+	return s.conn.nc.LocalAddr().String()
+}
+
 // Err returns why the session failed, or nil while it is usable.
 func (s *Session) Err() error {
 	s.mu.Lock()
