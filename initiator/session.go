@@ -107,6 +107,20 @@ func (s *Session) Portal() string {
 	return s.conn.portal
 }
 
+// Abort drops the current connection at once, as a dead link would. The
+// session then recovers as configured: commands in flight are sent again
+// after a new login, or fail at once with ErrConnectionLost when the
+// replacement timeout is negative. Multipath calls it when a NIC loses its
+// carrier, rather than wait for a NOP-Out to go unanswered.
+func (s *Session) Abort(reason error) {
+	s.mu.Lock()
+	c := s.conn
+	s.mu.Unlock()
+	if c != nil {
+		c.close(reason)
+	}
+}
+
 // LocalAddr is the local address of the current connection, host:port,
 // or "" between connections.
 func (s *Session) LocalAddr() string {
