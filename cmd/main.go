@@ -85,6 +85,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			inquiryCommand(),
 			benchCommand(),
 			labCommand(),
+			daemonCommand(),
+			mpioCommand(),
 		},
 		// urfave/cli prints usage and returns an error for bad flags; map it to exit 2.
 		OnUsageError: func(c *cli.Context, err error, isSubcommand bool) error {

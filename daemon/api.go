@@ -1,0 +1,108 @@
+// Package daemon is hitkitd, the long-running process that owns the
+// multipathed volumes: their iSCSI sessions (package mpio) and their
+// exports (an NBD socket, and a FUSE file with a loop device). It answers
+// a small JSON control API on a unix socket, which the mpio commands use
+// through Client.
+package daemon
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/hitkit/hitkit/mpio"
+)
+
+// ConnectRequest describes one volume to connect. It is also what the
+// daemon persists for --login-at-boot, without CHAPSecret, which goes in
+// a file of its own.
+type ConnectRequest struct {
+	Name          string `json:"name"`
+	Portal        string `json:"portal"`
+	Target        string `json:"target"`
+	LUN           int    `json:"lun"`
+	InitiatorName string `json:"initiator_name,omitempty"`
+
+	CHAPUser       string `json:"chap_user,omitempty"`
+	CHAPSecret     string `json:"chap_secret,omitempty"`
+	CHAPAlgorithms string `json:"chap_algorithms,omitempty"`
+
+	// Sources and NICs are the host's ways out (one path each); the
+	// subnets filter Sources. See planPaths.
+	Sources          []string `json:"sources,omitempty"`
+	NICs             []string `json:"nics,omitempty"`
+	IncludeSubnets   []string `json:"include_subnets,omitempty"`
+	ExcludeSubnets   []string `json:"exclude_subnets,omitempty"`
+	SessionsPerSlice int      `json:"sessions_per_slice,omitempty"`
+	MaxSessions      int      `json:"max_sessions,omitempty"`
+
+	Policy        string `json:"policy,omitempty"`
+	NoPathTimeout string `json:"no_path_timeout,omitempty"` // a time.ParseDuration string
+	LoginAtBoot   bool   `json:"login_at_boot,omitempty"`
+}
+
+// Defaults of ConnectRequest fields left zero.
+const (
+	DefaultSessionsPerSlice = 2
+	DefaultMaxSessions      = 6
+)
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// Check validates what can be checked without the network.
+func (r ConnectRequest) Check() error {
+	if !validName.MatchString(r.Name) {
+		return fmt.Errorf("volume name %q: use letters, digits, '.', '_' and '-' (at most 64)", r.Name)
+	}
+	if r.Portal == "" || r.Target == "" {
+		return fmt.Errorf("a portal and a target are needed")
+	}
+	if r.LUN < 0 {
+		return fmt.Errorf("LUN %d is negative", r.LUN)
+	}
+	if len(r.Sources) > 0 && len(r.NICs) > 0 {
+		return fmt.Errorf("give source addresses or NICs, not both")
+	}
+	if r.Policy != "" {
+		if _, err := mpio.ParsePolicy(r.Policy); err != nil {
+			return err
+		}
+	}
+	if r.NoPathTimeout != "" {
+		if _, err := time.ParseDuration(r.NoPathTimeout); err != nil {
+			return fmt.Errorf("no-path timeout: %v", err)
+		}
+	}
+	if r.SessionsPerSlice < 0 || r.MaxSessions < 0 {
+		return fmt.Errorf("session counts must not be negative")
+	}
+	_, err := planPaths(r) // bad addresses and subnets
+	return err
+}
+
+// VolumeInfo is one connected volume: where it is exposed, and the
+// multipath device's status (its fields are inlined in JSON, so that
+// `volumes[].paths[].state` is where scripts expect it).
+type VolumeInfo struct {
+	Name        string `json:"name"`
+	Portal      string `json:"portal"`
+	BlockDevice string `json:"block_device"`
+	Link        string `json:"link"`
+	NBDURI      string `json:"nbd_uri"`
+	LoginAtBoot bool   `json:"login_at_boot"`
+	mpio.Status
+}
+
+// Request is one call on the control socket.
+type Request struct {
+	Op      string          `json:"op"` // connect, disconnect, list, status, ping, shutdown
+	Name    string          `json:"name,omitempty"`
+	Connect *ConnectRequest `json:"connect,omitempty"`
+}
+
+// Response answers a Request. Error is set when it failed.
+type Response struct {
+	Error   string       `json:"error,omitempty"`
+	Volumes []VolumeInfo `json:"volumes,omitempty"`
+	PID     int          `json:"pid,omitempty"`
+}

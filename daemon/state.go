@@ -1,0 +1,160 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// store keeps the --login-at-boot volumes in STATE/volumes.json, and their
+// CHAP secrets apart, one 0600 file each in STATE/secrets, so that the
+// list can be read and backed up without exposing a secret.
+// Its methods read, change and write the whole list, so they take turns.
+type store struct {
+	dir string
+	mu  sync.Mutex
+}
+
+type stateFile struct {
+	Volumes []ConnectRequest `json:"volumes"`
+}
+
+func (s *store) listPath() string { return filepath.Join(s.dir, "volumes.json") }
+
+func (s *store) secretPath(name string) string {
+	return filepath.Join(s.dir, "secrets", name+".chap")
+}
+
+// load returns the saved requests with their secrets filled in.
+func (s *store) load() ([]ConnectRequest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.read()
+}
+
+func (s *store) read() ([]ConnectRequest, error) {
+	b, err := os.ReadFile(s.listPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st stateFile
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: %v", s.listPath(), err)
+	}
+	for i, r := range st.Volumes {
+		if r.CHAPUser == "" {
+			continue
+		}
+		secret, err := os.ReadFile(s.secretPath(r.Name))
+		if err != nil {
+			return nil, fmt.Errorf("volume %s: CHAP secret: %w", r.Name, err)
+		}
+		st.Volumes[i].CHAPSecret = string(secret)
+	}
+	return st.Volumes, nil
+}
+
+// put adds or replaces a volume.
+func (s *store) put(r ConnectRequest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list, err := s.read()
+	if err != nil {
+		return err
+	}
+	if r.CHAPSecret != "" {
+		if err := os.MkdirAll(filepath.Dir(s.secretPath(r.Name)), 0o700); err != nil {
+			return err
+		}
+		if err := writeAtomic(s.secretPath(r.Name), []byte(r.CHAPSecret), 0o600); err != nil {
+			return err
+		}
+	}
+	list = append(without(list, r.Name), r)
+	return s.save(list)
+}
+
+// remove forgets a volume; forgetting an unknown one is not an error.
+func (s *store) remove(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list, err := s.read()
+	if err != nil {
+		return err
+	}
+	if err := s.save(without(list, name)); err != nil {
+		return err
+	}
+	if err := os.Remove(s.secretPath(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func (s *store) save(list []ConnectRequest) error {
+	st := stateFile{Volumes: make([]ConnectRequest, 0, len(list))}
+	for _, r := range list {
+		r.CHAPSecret = ""
+		st.Volumes = append(st.Volumes, r)
+	}
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return err
+	}
+	return writeAtomic(s.listPath(), append(b, '\n'), 0o600)
+}
+
+func without(list []ConnectRequest, name string) []ConnectRequest {
+	out := list[:0:0]
+	for _, r := range list {
+		if r.Name != name {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// writeAtomic replaces path so that a crash leaves the old file or the
+// new one, never half of either: temp file, fsync, rename, fsync the dir.
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // a no-op after the rename
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
