@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hitkit/hitkit/discovery"
 	"github.com/sirupsen/logrus"
 )
 
@@ -87,6 +88,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer d.bg.Done()
 		d.reconnectSaved(ctx)
 	}()
+	d.watchCarrier(ctx)
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -109,6 +111,25 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.shutdown()
 	return nil
+}
+
+// watchCarrier fails the paths of a NIC that loses its carrier at once,
+// rather than after a NOP-Out goes unanswered. Without netlink (an odd
+// container), the NOP-Out check alone stays.
+func (d *Daemon) watchCarrier(ctx context.Context) {
+	err := discovery.WatchCarrier(ctx, func(nic string, up bool) {
+		if up {
+			return
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		for _, v := range d.volumes {
+			v.dev.FailNIC(nic, "carrier lost")
+		}
+	})
+	if err != nil {
+		d.log.WithError(err).Warn("not watching NIC carriers; a dead NIC is noticed by NOP-Out only")
+	}
 }
 
 // Stop asks Run to return, as a shutdown request does.

@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 
+	"github.com/hitkit/hitkit/discovery"
 	"github.com/hitkit/hitkit/mpio"
 )
 
@@ -13,40 +15,30 @@ type sessionPlan struct {
 	Sessions int
 }
 
-// planPaths turns a request into paths and a session count: one path per
-// source address or NIC (none given: one unbound path), and
-// sessions-per-slice sessions for each member the volume spans, capped by
-// max-sessions. Without the management API the members are unknown, so it
-// assumes two, the common case in a PS-Series group.
-//
-// It is the single place to switch to NIC enumeration (discovery.Plan).
+// planPaths turns a request into paths and a session count. The paths
+// come from discovery.Plan: every NIC address that can reach the portal,
+// narrowed by --nic, --source and the subnet filters. A session binds its
+// path's source address, and its NIC too (SO_BINDTODEVICE) when the user
+// named NICs. The session count is sessions-per-slice for each member the
+// volume spans, capped by max-sessions; without the management API the
+// members are unknown, so it assumes two, the common case in a group.
 func planPaths(r ConnectRequest) (sessionPlan, error) {
-	include, err := parsePrefixes(r.IncludeSubnets)
+	req, err := planRequest(r)
 	if err != nil {
 		return sessionPlan{}, err
 	}
-	exclude, err := parsePrefixes(r.ExcludeSubnets)
+	found, err := discovery.Plan(req)
 	if err != nil {
 		return sessionPlan{}, err
 	}
 	var plan sessionPlan
-	for _, s := range r.Sources {
-		addr, err := netip.ParseAddr(s)
-		if err != nil {
-			return sessionPlan{}, fmt.Errorf("source address %q: %v", s, err)
+	for _, p := range found {
+		spec := mpio.PathSpec{SourceAddr: p.Source.String()}
+		if len(r.NICs) > 0 {
+			spec.Device = p.NIC
 		}
-		if (len(include) > 0 && !containedIn(addr, include)) || containedIn(addr, exclude) {
-			continue
-		}
-		plan.Paths = append(plan.Paths, mpio.PathSpec{SourceAddr: addr.String()})
+		plan.Paths = append(plan.Paths, spec)
 	}
-	if len(r.Sources) > 0 && len(plan.Paths) == 0 {
-		return sessionPlan{}, fmt.Errorf("the subnet filters leave none of the source addresses %v", r.Sources)
-	}
-	for _, nic := range r.NICs {
-		plan.Paths = append(plan.Paths, mpio.PathSpec{Device: nic})
-	}
-
 	perSlice, maxSessions := r.SessionsPerSlice, r.MaxSessions
 	if perSlice == 0 {
 		perSlice = DefaultSessionsPerSlice
@@ -59,6 +51,49 @@ func planPaths(r ConnectRequest) (sessionPlan, error) {
 	return plan, nil
 }
 
+// planRequest reads the request's portal, sources and subnets.
+func planRequest(r ConnectRequest) (discovery.PlanRequest, error) {
+	var req discovery.PlanRequest
+	var err error
+	if req.Portal, err = portalAddr(r.Portal); err != nil {
+		return req, err
+	}
+	for _, s := range r.Sources {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return req, fmt.Errorf("source address %q: %v", s, err)
+		}
+		req.Sources = append(req.Sources, a)
+	}
+	req.NICs = r.NICs
+	if req.Include, err = parsePrefixes(r.IncludeSubnets); err != nil {
+		return req, err
+	}
+	req.Exclude, err = parsePrefixes(r.ExcludeSubnets)
+	return req, err
+}
+
+// portalAddr is the IPv4 address of a HOST[:PORT] portal.
+func portalAddr(portal string) (netip.Addr, error) {
+	host := portal
+	if h, _, err := net.SplitHostPort(portal); err == nil {
+		host = h
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a, nil
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("portal %q: %v", portal, err)
+	}
+	for _, ip := range ips {
+		if a, ok := netip.AddrFromSlice(ip.To4()); ok {
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("portal %q has no IPv4 address", portal)
+}
+
 func parsePrefixes(ss []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, s := range ss {
@@ -69,13 +104,4 @@ func parsePrefixes(ss []string) ([]netip.Prefix, error) {
 		out = append(out, p.Masked())
 	}
 	return out, nil
-}
-
-func containedIn(a netip.Addr, ps []netip.Prefix) bool {
-	for _, p := range ps {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }

@@ -11,6 +11,9 @@ import (
 )
 
 func TestPlanPaths(t *testing.T) {
+	// A loopback portal is reached from loopback sources; the lab's
+	// tests use 127.0.0.2 and 127.0.0.3 as two NICs.
+	const portal = "127.0.0.1:3260"
 	tests := []struct {
 		name     string
 		req      ConnectRequest
@@ -18,19 +21,20 @@ func TestPlanPaths(t *testing.T) {
 		sessions int
 		err      string
 	}{
-		{name: "defaults", req: ConnectRequest{}, sessions: 4},
-		{name: "two sources", req: ConnectRequest{Sources: []string{"127.0.0.2", "127.0.0.3"}},
+		{name: "defaults", req: ConnectRequest{Portal: portal},
+			paths: []mpio.PathSpec{{SourceAddr: "127.0.0.1"}}, sessions: 4},
+		{name: "two sources", req: ConnectRequest{Portal: portal, Sources: []string{"127.0.0.2", "127.0.0.3"}},
 			paths: []mpio.PathSpec{{SourceAddr: "127.0.0.2"}, {SourceAddr: "127.0.0.3"}}, sessions: 4},
-		{name: "capped", req: ConnectRequest{SessionsPerSlice: 4, MaxSessions: 6}, sessions: 6},
-		{name: "nics", req: ConnectRequest{NICs: []string{"eth0", "eth1"}},
-			paths: []mpio.PathSpec{{Device: "eth0"}, {Device: "eth1"}}, sessions: 4},
-		{name: "include", req: ConnectRequest{Sources: []string{"127.0.0.2", "198.18.0.5"}, IncludeSubnets: []string{"198.18.0.0/15"}},
-			paths: []mpio.PathSpec{{SourceAddr: "198.18.0.5"}}, sessions: 4},
-		{name: "exclude", req: ConnectRequest{Sources: []string{"127.0.0.2", "127.0.0.3"}, ExcludeSubnets: []string{"127.0.0.3/32"}},
+		{name: "capped", req: ConnectRequest{Portal: portal, SessionsPerSlice: 4, MaxSessions: 6},
+			paths: []mpio.PathSpec{{SourceAddr: "127.0.0.1"}}, sessions: 6},
+		{name: "named NIC binds it", req: ConnectRequest{Portal: portal, NICs: []string{"lo"}},
+			paths: []mpio.PathSpec{{SourceAddr: "127.0.0.1", Device: "lo"}}, sessions: 4},
+		{name: "exclude", req: ConnectRequest{Portal: portal, Sources: []string{"127.0.0.2", "127.0.0.3"}, ExcludeSubnets: []string{"127.0.0.3/32"}},
 			paths: []mpio.PathSpec{{SourceAddr: "127.0.0.2"}}, sessions: 4},
-		{name: "all filtered", req: ConnectRequest{Sources: []string{"127.0.0.2"}, ExcludeSubnets: []string{"127.0.0.0/8"}}, err: "leave none"},
-		{name: "bad source", req: ConnectRequest{Sources: []string{"nope"}}, err: "source address"},
-		{name: "bad subnet", req: ConnectRequest{IncludeSubnets: []string{"1.2.3.4"}}, err: "subnet"},
+		{name: "all filtered", req: ConnectRequest{Portal: portal, Sources: []string{"127.0.0.2"}, ExcludeSubnets: []string{"127.0.0.0/8"}}, err: "exclude"},
+		{name: "unknown NIC", req: ConnectRequest{Portal: portal, NICs: []string{"hk-nonexistent0"}}, err: "hk-nonexistent0"},
+		{name: "bad source", req: ConnectRequest{Portal: portal, Sources: []string{"nope"}}, err: "source address"},
+		{name: "bad subnet", req: ConnectRequest{Portal: portal, IncludeSubnets: []string{"1.2.3.4"}}, err: "subnet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
