@@ -39,6 +39,7 @@ func daemonCommand() *cli.Command {
 			"and the command returns once its control socket answers.",
 		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "foreground", Usage: "run in this process until SIGTERM or SIGINT (for systemd)"},
+			&cli.BoolFlag{Name: "stop", Usage: "stop the running hitkitd: flush, log out, remove its devices"},
 		}, daemonDirFlags()...),
 		OnUsageError: badFlag,
 		Action:       runDaemon,
@@ -50,6 +51,9 @@ func runDaemon(c *cli.Context) error {
 		return usagef("daemon takes no arguments")
 	}
 	runtime, state := c.String("runtime-dir"), c.String("state-dir")
+	if c.Bool("stop") {
+		return shutdownDaemon(c, runtime)
+	}
 	if !c.Bool("foreground") {
 		pid, err := startDetached(c.Context, runtime, state)
 		if err != nil {
@@ -65,6 +69,28 @@ func runDaemon(c *cli.Context) error {
 		return err
 	}
 	return d.Run(ctx)
+}
+
+// shutdownDaemon asks hitkitd to shut down and waits for its process to
+// end, which it does once its devices are gone and its sessions logged out.
+func shutdownDaemon(c *cli.Context, runtime string) error {
+	client := daemon.NewClient(runtime)
+	pid, err := client.Ping(c.Context)
+	if err != nil {
+		return fmt.Errorf("hitkitd is not running (no answer on %s)", daemon.SocketPath(runtime))
+	}
+	if err := client.Shutdown(c.Context); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if !processAlive(pid) {
+			fmt.Fprintf(c.App.Writer, "hitkitd (pid %d) stopped\n", pid)
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("hitkitd (pid %d) did not stop within 30 s", pid)
 }
 
 // ensureDaemon starts hitkitd in the background unless it already answers.

@@ -63,3 +63,27 @@ func TestDaemonDetached(t *testing.T) {
 		t.Errorf("socket left after SIGTERM: %v", err)
 	}
 }
+
+// TestDaemonStop: `hitkit daemon --stop` returns once hitkitd has exited,
+// and says so when there is nothing to stop.
+func TestDaemonStop(t *testing.T) {
+	bin := buildHitkit(t)
+	runtime, state := t.TempDir(), t.TempDir()
+	t.Cleanup(func() { stopDaemon(t, runtime) })
+	if code, _, errOut := labCLI(t, bin, "daemon", "--runtime-dir", runtime, "--state-dir", state); code != 0 {
+		t.Fatalf("daemon: exit %d: %s", code, errOut)
+	}
+	pid, err := daemon.NewClient(runtime).Ping(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := labCLI(t, bin, "daemon", "--stop", "--runtime-dir", runtime); code != 0 {
+		t.Fatalf("daemon --stop: exit %d: %s", code, errOut)
+	}
+	if processAlive(pid) {
+		t.Fatalf("hitkitd %d still runs after daemon --stop returned", pid)
+	}
+	if code, _, errOut := labCLI(t, bin, "daemon", "--stop", "--runtime-dir", runtime); code != 1 || !strings.Contains(errOut, "not running") {
+		t.Fatalf("second --stop: exit %d, %q; want 1 and 'not running'", code, errOut)
+	}
+}

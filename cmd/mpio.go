@@ -91,7 +91,7 @@ func mpioConnect(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(c, v)
 	}
-	return printTable(c, []string{"VOLUME", "BLOCK DEVICE", "LINK", "NBD URI", "PATHS"},
+	return printTable(c, []string{"volume", "block device", "link", "NBD URI", "paths"},
 		[][]string{{v.Name, v.BlockDevice, v.Link, v.NBDURI, strconv.Itoa(len(v.Paths))}})
 }
 
@@ -152,7 +152,7 @@ func mpioStatus(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(c, map[string]any{"volumes": vols})
 	}
-	header := []string{"VOLUME", "PATH", "NIC/SOURCE", "LOCAL", "MEMBER PORT", "STATE", "OUTSTANDING", "IOPS", "ERRORS", "LAST FAILURE"}
+	header := []string{"volume", "path", "NIC/source", "local", "member port", "state", "outstanding", "IOPS", "errors", "last failure"}
 	var rows [][]string
 	for _, v := range vols {
 		for _, p := range v.Paths {
@@ -207,7 +207,7 @@ func mpioList(c *cli.Context) error {
 		rows = append(rows, []string{v.Name, v.Target, v.BlockDevice, v.Link,
 			fmt.Sprintf("%d/%d", activePaths(v), len(v.Paths)), strconv.FormatBool(v.LoginAtBoot)})
 	}
-	return printTable(c, []string{"VOLUME", "TARGET", "BLOCK DEVICE", "LINK", "ACTIVE PATHS", "LOGIN AT BOOT"}, rows)
+	return printTable(c, []string{"volume", "target", "block device", "link", "active paths", "login at boot"}, rows)
 }
 
 func activePaths(v daemon.VolumeInfo) int {
