@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/hitkit/hitkit/internal/atomicfile"
 )
 
 // Secrets live in files of their own under DIR/secrets, mode 0600, one
@@ -85,5 +87,5 @@ func writeSecret(path, secret string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	return writeFileAtomic(path, []byte(secret+"\n"), 0o600)
+	return atomicfile.Write(path, []byte(secret+"\n"), 0o600)
 }

@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"slices"
 	"time"
+
+	"github.com/hitkit/hitkit/internal/atomicfile"
 )
 
 // configVersion is group.json's format version.
@@ -312,46 +314,5 @@ func saveConfig(dir string, c Config) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(configFile(dir), append(b, '\n'), 0o600)
-}
-
-// writeFileAtomic replaces path with data so that a crash leaves either
-// the old file or the new one: temporary file, fsync, rename, fsync of
-// the directory.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // a no-op once renamed
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Write(configFile(dir), append(b, '\n'), 0o600)
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/hitkit/hitkit/internal/atomicfile"
 )
 
 // store keeps the --login-at-boot volumes in STATE/volumes.json, and their
@@ -73,7 +75,7 @@ func (s *store) put(r ConnectRequest) error {
 		if err := os.MkdirAll(filepath.Dir(s.secretPath(r.Name)), 0o700); err != nil {
 			return err
 		}
-		if err := writeAtomic(s.secretPath(r.Name), []byte(r.CHAPSecret), 0o600); err != nil {
+		if err := atomicfile.Write(s.secretPath(r.Name), []byte(r.CHAPSecret), 0o600); err != nil {
 			return err
 		}
 	}
@@ -111,7 +113,7 @@ func (s *store) save(list []ConnectRequest) error {
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return err
 	}
-	return writeAtomic(s.listPath(), append(b, '\n'), 0o600)
+	return atomicfile.Write(s.listPath(), append(b, '\n'), 0o600)
 }
 
 func without(list []ConnectRequest, name string) []ConnectRequest {
@@ -122,39 +124,4 @@ func without(list []ConnectRequest, name string) []ConnectRequest {
 		}
 	}
 	return out
-}
-
-// writeAtomic replaces path so that a crash leaves the old file or the
-// new one, never half of either: temp file, fsync, rename, fsync the dir.
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // a no-op after the rename
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
