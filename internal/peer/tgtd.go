@@ -25,12 +25,13 @@ func StartTgtd(t testing.TB, o Options) *Target {
 }
 
 func (tg *Target) startTgtd() {
-	args := []string{"-f", "-C", strconv.Itoa(tg.ctlID)}
-	for _, p := range tg.Portals {
-		args = append(args, "--iscsi", "portal="+p)
-	}
-	tg.start("tgtd", args...)
+	// tgtd keeps only the last --iscsi portal= option, so the others are
+	// added through tgtadm once it runs.
+	tg.start("tgtd", "-f", "-C", strconv.Itoa(tg.ctlID), "--iscsi", "portal="+tg.Portals[0])
 	tg.waitTgtadm()
+	for _, p := range tg.Portals[1:] {
+		tg.tgtadm("--op", "new", "--mode", "portal", "--param", "portal="+p)
+	}
 	tg.tgtadm("--op", "new", "--mode", "target", "--tid", "1", "-T", tg.IQN)
 	tg.tgtadm("--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "1", "-b", tg.Backing)
 	tg.tgtadm("--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL")
