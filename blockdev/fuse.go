@@ -193,6 +193,10 @@ func mountDeviceFile(b *blockIO, readOnly bool, dir, name string, logger logrus.
 			DirectMountStrict: true,
 			MaxWrite:          1 << 20,
 			MaxBackground:     64, // asynchronous requests, e.g. loop direct I/O
+			// Without ASYNC_DIO the kernel runs the loop device's direct
+			// AIO into the file one request at a time, whatever the queue
+			// depth above it.
+			ExtraCapabilities: fuse.CAP_ASYNC_DIO,
 			DisableXAttrs:     true,
 			Logger:            log.New(logWriter{logger}, "", 0),
 		},
