@@ -168,7 +168,7 @@ func pathRow(volume string, p mpio.PathStatus) []string {
 		way = p.Source
 	}
 	return []string{
-		volume, strconv.Itoa(p.ID), orDash(way), orDash(p.Source), orDash(p.Remote), string(p.State),
+		volume, strconv.Itoa(p.ID), orDash(way), orDash(p.Local), orDash(p.Remote), string(p.State),
 		strconv.FormatInt(p.Outstanding, 10), strconv.FormatFloat(p.IOPS, 'f', 0, 64),
 		strconv.FormatUint(p.Errors, 10), orDash(p.LastFailure),
 	}

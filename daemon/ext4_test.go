@@ -39,7 +39,7 @@ func TestExt4(t *testing.T) {
 	mounted = true
 	t.Cleanup(unmount)
 
-	const files, size = 10, 5 << 20
+	const files, size = 10, 20 << 20 // 200 MiB, as the issue asks
 	sums := map[string][32]byte{}
 	data := make([]byte, size)
 	for i := range files {

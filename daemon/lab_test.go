@@ -53,7 +53,7 @@ func startLab(t *testing.T) *testLab {
 			BaseIP: netip.AddrFrom4([4]byte{127, 0, byte(100 + mrand.IntN(100)), 0}),
 			Volumes: []array.VolumeSpec{
 				{Name: "vol1", Size: 64 << 20},
-				{Name: "vol2", Size: 128 << 20, Access: open},
+				{Name: "vol2", Size: 320 << 20, Access: open},
 			},
 		}
 		if g, err = array.Start(dir, spec, array.Options{Logger: quietLogger(), NoControlSocket: true}); err == nil {

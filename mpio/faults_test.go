@@ -24,6 +24,9 @@ func TestOpen(t *testing.T) {
 		if p.State != StateActive || p.Remote == "" || p.Remote == lab.g.GroupAddr() {
 			t.Fatalf("path %+v: want active on a member port", p)
 		}
+		if !strings.HasPrefix(p.Local, p.Source+":") {
+			t.Fatalf("path %d: local address %q, want %s:port", p.ID, p.Local, p.Source)
+		}
 		ports[p.Remote] = true
 	}
 	if len(ports) < 2 {

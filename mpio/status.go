@@ -20,6 +20,8 @@ type PathStatus struct {
 	ID     int    `json:"id"`
 	Source string `json:"source,omitempty"` // the local address the path binds
 	NIC    string `json:"nic,omitempty"`
+	// Local is the connection's local address and port, while connected.
+	Local string `json:"local,omitempty"`
 	// Remote is the member port the session is logged in to, after the
 	// group's redirect.
 	Remote        string    `json:"remote,omitempty"`
@@ -62,8 +64,11 @@ func (p *path) status(inUse *path) PathStatus {
 		IOPS: p.iops, Errors: p.errors.Load(),
 		LastFailure: p.lastReason, LastFailureAt: p.lastFailure,
 	}
+	if s := p.sess.Load(); s != nil {
+		ps.Local = s.LocalAddr()
+	}
 	if ps.State == StateFailed || ps.State == StateReinstating {
-		ps.Remote = ""
+		ps.Remote, ps.Local = "", ""
 	}
 	return ps
 }
