@@ -63,8 +63,8 @@ type labUpJSON struct {
 	} `json:"volumes"`
 }
 
-// labVolume logs in to a volume through the group IP with our initiator.
-func labVolume(t *testing.T, up labUpJSON) (*initiator.LogicalUnit, func()) {
+// labSession logs in to a volume through the group IP with our initiator.
+func labSession(t *testing.T, up labUpJSON) *initiator.Session {
 	t.Helper()
 	secret, err := os.ReadFile(up.Volumes[0].CHAPSecretFile)
 	if err != nil {
@@ -79,6 +79,15 @@ func labVolume(t *testing.T, up labUpJSON) (*initiator.LogicalUnit, func()) {
 	if err != nil {
 		t.Fatalf("login through the group IP: %v", err)
 	}
+	return s
+}
+
+// labVolume opens the volume's logical unit over labSession.
+func labVolume(t *testing.T, up labUpJSON) (*initiator.LogicalUnit, func()) {
+	t.Helper()
+	s := labSession(t, up)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	lu, err := initiator.OpenLogicalUnit(ctx, s, 0)
 	if err != nil {
 		s.Close()
@@ -309,20 +318,10 @@ func TestLabNoPowerOnAttention(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &up); err != nil {
 		t.Fatal(err)
 	}
-	secret, err := os.ReadFile(up.Volumes[0].CHAPSecretFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := labSession(t, up)
+	defer s.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	s, err := initiator.Dial(ctx, initiator.Config{
-		Portal: up.GroupIP, TargetName: up.Volumes[0].IQN,
-		CHAPUser: up.Volumes[0].CHAPUser, CHAPSecret: bytes.TrimSpace(secret),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	res, err := s.Execute(ctx, initiator.Command{CDB: scsi.TestUnitReady()})
 	if err != nil || res.Status != scsi.StatusGood {
 		t.Fatalf("first TEST UNIT READY: status %#x, err %v; want GOOD", res.Status, err)
