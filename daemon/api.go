@@ -26,6 +26,8 @@ type ConnectRequest struct {
 	CHAPUser       string `json:"chap_user,omitempty"`
 	CHAPSecret     string `json:"chap_secret,omitempty"`
 	CHAPAlgorithms string `json:"chap_algorithms,omitempty"`
+	HeaderDigest   bool   `json:"header_digest,omitempty"` // require CRC32C
+	DataDigest     bool   `json:"data_digest,omitempty"`
 
 	// Sources and NICs are the host's ways out (one path each); the
 	// subnets filter Sources. See planPaths.

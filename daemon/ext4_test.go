@@ -21,7 +21,13 @@ func TestExt4(t *testing.T) {
 	v := rd.connect(t, ConnectRequest{
 		Name: "fs", Portal: lab.g.GroupAddr(), Target: vol2.IQN,
 		Sources: []string{"127.0.0.2", "127.0.0.3"}, NoPathTimeout: "20s",
+		HeaderDigest: true, DataDigest: true, // CRC32C on every PDU of this run
 	})
+	for _, s := range lab.g.Server().Sessions() {
+		if s.TargetName == vol2.IQN && (!s.Params.HeaderDigest || !s.Params.DataDigest) {
+			t.Fatalf("session %d to %s runs without CRC32C digests", s.TSIH, vol2.IQN)
+		}
+	}
 
 	run(t, "mkfs.ext4", "-q", "-F", v.Link)
 	mnt := t.TempDir()

@@ -81,6 +81,7 @@ func deviceConfig(r ConnectRequest, log *logrus.Entry) (mpio.Config, error) {
 		Session: initiator.Config{
 			Portal: r.Portal, TargetName: r.Target, InitiatorName: r.InitiatorName,
 			CHAPUser: r.CHAPUser, Log: log,
+			HeaderDigest: r.HeaderDigest, DataDigest: r.DataDigest,
 		},
 		LUN:      r.LUN,
 		Paths:    plan.Paths,
