@@ -54,6 +54,8 @@ func mpioConnectCommand() *cli.Command {
 			&cli.StringFlag{Name: "chap-user", Usage: "CHAP user name the target authenticates"},
 			&cli.StringFlag{Name: "chap-secret-file", Usage: "file holding the CHAP secret (or set HITKIT_CHAP_SECRET)"},
 			&cli.StringFlag{Name: "chap-algorithms", Usage: "CHAP algorithms to offer, in order (tgt needs md5)"},
+			&cli.StringFlag{Name: "mutual-user", Usage: "user name the array answers with, for mutual CHAP"},
+			&cli.StringFlag{Name: "mutual-secret-file", Usage: "file holding the array's mutual CHAP secret (or set HITKIT_MUTUAL_SECRET)"},
 			&cli.BoolFlag{Name: "header-digest", Usage: "require CRC32C header digests"},
 			&cli.BoolFlag{Name: "data-digest", Usage: "require CRC32C data digests"},
 			&cli.StringFlag{Name: "initiator-name", Usage: "this host's IQN (default: derived from the hostname)"},
@@ -104,6 +106,7 @@ func connectRequest(c *cli.Context) (daemon.ConnectRequest, error) {
 		Name: c.String("name"), Portal: strings.TrimSpace(c.String("portal")), Target: c.String("target"),
 		LUN: c.Int("lun"), InitiatorName: c.String("initiator-name"),
 		CHAPUser: c.String("chap-user"), CHAPAlgorithms: c.String("chap-algorithms"),
+		MutualUser:   c.String("mutual-user"),
 		HeaderDigest: c.Bool("header-digest"), DataDigest: c.Bool("data-digest"),
 		Sources: c.StringSlice("source"), NICs: c.StringSlice("nic"),
 		IncludeSubnets: c.StringSlice("include-subnet"), ExcludeSubnets: c.StringSlice("exclude-subnet"),
@@ -120,6 +123,9 @@ func connectRequest(c *cli.Context) (daemon.ConnectRequest, error) {
 	if req.CHAPUser == "" && c.String("chap-secret-file") != "" {
 		return req, usagef("--chap-secret-file needs --chap-user")
 	}
+	if req.MutualUser != "" && req.CHAPUser == "" {
+		return req, usagef("mutual CHAP (--mutual-user) needs one-way CHAP (--chap-user) too")
+	}
 	if err := req.Check(); err != nil {
 		return req, usagef("%v", err)
 	}
@@ -129,6 +135,13 @@ func connectRequest(c *cli.Context) (daemon.ConnectRequest, error) {
 			return req, err
 		}
 		req.CHAPSecret = string(secret)
+	}
+	if req.MutualUser != "" {
+		secret, err := readSecret(c.String("mutual-secret-file"), "HITKIT_MUTUAL_SECRET", "mutual CHAP secret: ")
+		if err != nil {
+			return req, err
+		}
+		req.MutualSecret = string(secret)
 	}
 	return req, nil
 }

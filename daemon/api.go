@@ -26,8 +26,12 @@ type ConnectRequest struct {
 	CHAPUser       string `json:"chap_user,omitempty"`
 	CHAPSecret     string `json:"chap_secret,omitempty"`
 	CHAPAlgorithms string `json:"chap_algorithms,omitempty"`
-	HeaderDigest   bool   `json:"header_digest,omitempty"` // require CRC32C
-	DataDigest     bool   `json:"data_digest,omitempty"`
+	// Mutual CHAP: the array answers as MutualUser with MutualSecret,
+	// which is persisted like CHAPSecret, in a file of its own.
+	MutualUser   string `json:"mutual_user,omitempty"`
+	MutualSecret string `json:"mutual_secret,omitempty"`
+	HeaderDigest bool   `json:"header_digest,omitempty"` // require CRC32C
+	DataDigest   bool   `json:"data_digest,omitempty"`
 
 	// Sources and NICs are the host's ways out (one path each); the
 	// subnets filter Sources. See planPaths.

@@ -30,6 +30,7 @@ type testLab struct {
 	g      *array.Group
 	vol1   array.VolumeConfig
 	secret string
+	mutual string // the group's answer for mutual CHAP
 }
 
 func startLab(t *testing.T) *testLab {
@@ -70,7 +71,11 @@ func startLab(t *testing.T) *testLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testLab{g: g, vol1: g.Config().Volumes[0], secret: string(bytes.TrimSpace(b))}
+	m, err := os.ReadFile(array.MutualCHAPFile(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testLab{g: g, vol1: g.Config().Volumes[0], secret: string(bytes.TrimSpace(b)), mutual: string(bytes.TrimSpace(m))}
 }
 
 func (l *testLab) request(name string) ConnectRequest {
@@ -297,6 +302,16 @@ func TestLoginAtBoot(t *testing.T) {
 	rd := startDaemon(t, runtime, state)
 	r := lab.request("boot")
 	r.LoginAtBoot = true
+	// Mutual CHAP too, so that both secrets must survive the restart. A
+	// wrong mutual secret first shows that the array is really checked.
+	wrong := lab.request("wrong-mutual")
+	wrong.MutualUser, wrong.MutualSecret = lab.g.Name(), "not-the-array-secret"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if _, err := rd.client.Connect(ctx, wrong); err == nil || !strings.Contains(err.Error(), "mutual") {
+		t.Fatalf("connect with a wrong mutual secret: err = %v, want a mutual CHAP failure", err)
+	}
+	cancel()
+	r.MutualUser, r.MutualSecret = lab.g.Name(), lab.mutual
 	v := rd.connect(t, r)
 
 	data := make([]byte, 1<<20)
@@ -312,8 +327,8 @@ func TestLoginAtBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	saved, _ := os.ReadFile(filepath.Join(state, "volumes.json"))
-	if bytes.Contains(saved, []byte(lab.secret)) {
-		t.Fatal("volumes.json holds the CHAP secret")
+	if bytes.Contains(saved, []byte(lab.secret)) || bytes.Contains(saved, []byte(lab.mutual)) {
+		t.Fatal("volumes.json holds a CHAP secret")
 	}
 
 	rd.stop(t)

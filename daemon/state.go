@@ -31,6 +31,10 @@ func (s *store) secretPath(name string) string {
 	return filepath.Join(s.dir, "secrets", name+".chap")
 }
 
+func (s *store) mutualPath(name string) string {
+	return filepath.Join(s.dir, "secrets", name+".mutual")
+}
+
 // load returns the saved requests with their secrets filled in.
 func (s *store) load() ([]ConnectRequest, error) {
 	s.mu.Lock()
@@ -59,6 +63,13 @@ func (s *store) read() ([]ConnectRequest, error) {
 			return nil, fmt.Errorf("volume %s: CHAP secret: %w", r.Name, err)
 		}
 		st.Volumes[i].CHAPSecret = string(secret)
+		if r.MutualUser == "" {
+			continue
+		}
+		if secret, err = os.ReadFile(s.mutualPath(r.Name)); err != nil {
+			return nil, fmt.Errorf("volume %s: mutual CHAP secret: %w", r.Name, err)
+		}
+		st.Volumes[i].MutualSecret = string(secret)
 	}
 	return st.Volumes, nil
 }
@@ -79,6 +90,11 @@ func (s *store) put(r ConnectRequest) error {
 			return err
 		}
 	}
+	if r.MutualSecret != "" {
+		if err := atomicfile.Write(s.mutualPath(r.Name), []byte(r.MutualSecret), 0o600); err != nil {
+			return err
+		}
+	}
 	list = append(without(list, r.Name), r)
 	return s.save(list)
 }
@@ -94,8 +110,10 @@ func (s *store) remove(name string) error {
 	if err := s.save(without(list, name)); err != nil {
 		return err
 	}
-	if err := os.Remove(s.secretPath(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+	for _, path := range []string{s.secretPath(name), s.mutualPath(name)} {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 	}
 	return nil
 }
@@ -103,7 +121,7 @@ func (s *store) remove(name string) error {
 func (s *store) save(list []ConnectRequest) error {
 	st := stateFile{Volumes: make([]ConnectRequest, 0, len(list))}
 	for _, r := range list {
-		r.CHAPSecret = ""
+		r.CHAPSecret, r.MutualSecret = "", ""
 		st.Volumes = append(st.Volumes, r)
 	}
 	b, err := json.MarshalIndent(st, "", "  ")

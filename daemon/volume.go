@@ -91,6 +91,9 @@ func deviceConfig(r ConnectRequest, log *logrus.Entry) (mpio.Config, error) {
 	if r.CHAPSecret != "" {
 		cfg.Session.CHAPSecret = []byte(r.CHAPSecret)
 	}
+	if r.MutualUser != "" {
+		cfg.Session.MutualUser, cfg.Session.MutualSecret = r.MutualUser, []byte(r.MutualSecret)
+	}
 	if r.CHAPAlgorithms != "" {
 		if cfg.Session.CHAPAlgorithms, err = iscsi.ParseChapAlgorithms(r.CHAPAlgorithms); err != nil {
 			return cfg, err
