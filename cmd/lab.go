@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hitkit/hitkit/array"
+	"github.com/hitkit/hitkit/array/mgmt"
 	"github.com/urfave/cli/v2"
 )
 
@@ -234,7 +235,8 @@ func logTail(path string, n int64) string {
 
 // runGroupForeground serves the group until SIGINT, SIGTERM or `lab down`.
 func runGroupForeground(c *cli.Context, dir string) error {
-	g, err := array.Open(dir, array.Options{NoPowerOnAttention: c.Bool("no-power-on-attention")})
+	opts := array.Options{NoPowerOnAttention: c.Bool("no-power-on-attention"), Services: []array.Service{mgmt.New()}}
+	g, err := array.Open(dir, opts)
 	if err != nil {
 		return err
 	}
@@ -267,6 +269,8 @@ type labUpOutput struct {
 	PID               int           `json:"pid"`
 	GroupIP           string        `json:"group_ip"`
 	AdminPasswordFile string        `json:"admin_password_file"`
+	ManagementAPI     string        `json:"management_api"`
+	CertFingerprint   string        `json:"cert_fingerprint_sha256"`
 	Volumes           []labUpVolume `json:"volumes"`
 	Members           []labUpMember `json:"members"`
 }
@@ -289,8 +293,9 @@ type labUpMember struct {
 func printLabUp(c *cli.Context, st array.Status) error {
 	out := labUpOutput{
 		Group: st.Name, Dir: st.Dir, PID: st.PID, GroupIP: st.GroupAddr, AdminPasswordFile: st.AdminPasswordFile,
-		Volumes: []labUpVolume{}, Members: []labUpMember{},
+		ManagementAPI: "https://" + st.ManagementAddr, Volumes: []labUpVolume{}, Members: []labUpMember{},
 	}
+	out.CertFingerprint, _ = mgmt.FingerprintFile(st.Dir)
 	for _, v := range st.Volumes {
 		out.Volumes = append(out.Volumes, labUpVolume{Name: v.Name, Size: v.Size, IQN: v.IQN, CHAPUser: v.CHAPUser, CHAPSecretFile: v.CHAPSecretFile})
 	}
@@ -308,6 +313,7 @@ func printLabUp(c *cli.Context, st array.Status) error {
 	fmt.Fprintf(w, "group %s is serving (pid %d, state in %s)\n", out.Group, out.PID, out.Dir)
 	fmt.Fprintf(w, "group IP:        %s\n", out.GroupIP)
 	fmt.Fprintf(w, "admin password:  %s\n", out.AdminPasswordFile)
+	fmt.Fprintf(w, "management API:  %s (certificate SHA-256 %s)\n", out.ManagementAPI, out.CertFingerprint)
 	rows := [][]string{}
 	for _, v := range out.Volumes {
 		rows = append(rows, []string{v.Name, formatBytes(v.Size), v.IQN, v.CHAPUser, v.CHAPSecretFile})

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hitkit/hitkit/groupapi"
 	"github.com/hitkit/hitkit/initiator"
 	"github.com/hitkit/hitkit/scsi"
 )
@@ -53,9 +54,12 @@ func labCLI(t *testing.T, bin string, args ...string) (code int, stdout, stderr 
 }
 
 type labUpJSON struct {
-	PID     int    `json:"pid"`
-	GroupIP string `json:"group_ip"`
-	Volumes []struct {
+	PID               int    `json:"pid"`
+	GroupIP           string `json:"group_ip"`
+	ManagementAPI     string `json:"management_api"`
+	CertFingerprint   string `json:"cert_fingerprint_sha256"`
+	AdminPasswordFile string `json:"admin_password_file"`
+	Volumes           []struct {
 		Name           string `json:"name"`
 		IQN            string `json:"iqn"`
 		CHAPUser       string `json:"chap_user"`
@@ -132,6 +136,7 @@ func TestLabCLI(t *testing.T) {
 	if readPID(t, dir) != up.PID {
 		t.Fatalf("lab.pid does not hold the group's pid %d", up.PID)
 	}
+	checkManagementAPI(t, up)
 
 	payload := make([]byte, 3<<20)
 	rand.Read(payload)
@@ -325,5 +330,23 @@ func TestLabNoPowerOnAttention(t *testing.T) {
 	res, err := s.Execute(ctx, initiator.Command{CDB: scsi.TestUnitReady()})
 	if err != nil || res.Status != scsi.StatusGood {
 		t.Fatalf("first TEST UNIT READY: status %#x, err %v; want GOOD", res.Status, err)
+	}
+}
+
+// checkManagementAPI reaches the group's HTTPS API with the certificate
+// fingerprint and the admin password that lab up printed.
+func checkManagementAPI(t *testing.T, up labUpJSON) {
+	t.Helper()
+	password, err := os.ReadFile(up.AdminPasswordFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := groupapi.Dial(strings.TrimPrefix(up.ManagementAPI, "https://"), up.CertFingerprint, bytes.TrimSpace(password))
+	if err != nil {
+		t.Fatalf("management API at %s: %v", up.ManagementAPI, err)
+	}
+	g, err := api.Group()
+	if err != nil || g.GroupIP != up.GroupIP {
+		t.Fatalf("GET group = %+v, %v; want group IP %s", g, err, up.GroupIP)
 	}
 }
