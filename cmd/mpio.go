@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -65,6 +66,9 @@ func mpioConnectCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "exclude-subnet", Usage: "never use sources in this CIDR (repeatable)"},
 			&cli.IntFlag{Name: "sessions-per-slice", Value: daemon.DefaultSessionsPerSlice, Usage: "sessions per member holding the volume"},
 			&cli.IntFlag{Name: "max-sessions", Value: daemon.DefaultMaxSessions, Usage: "sessions per volume at most"},
+			&cli.StringFlag{Name: "group-admin-file", Usage: "file holding the group's admin password (or set HITKIT_GROUP_ADMIN), to read the volume's page map: sessions per member holding it, and I/O sent to the member that owns each page"},
+			&cli.StringFlag{Name: "group-fingerprint", Usage: "SHA-256 fingerprint of the group's management API certificate (needed with --group-admin-file)"},
+			&cli.StringFlag{Name: "group-api", Usage: "group management API, HOST[:PORT] (default: the portal's host, port 8443)"},
 			&cli.StringFlag{Name: "policy", Value: string(mpio.PolicyLQD), Usage: "path policy: lqd, rr or failover"},
 			&cli.DurationFlag{Name: "no-path-timeout", Value: mpio.DefaultNoPathTimeout, Usage: "how long I/O waits when every path is down (negative: for ever)"},
 			&cli.BoolFlag{Name: "login-at-boot", Usage: "reconnect the volume whenever hitkitd starts"},
@@ -113,6 +117,7 @@ func connectRequest(c *cli.Context) (daemon.ConnectRequest, error) {
 		SessionsPerSlice: c.Int("sessions-per-slice"), MaxSessions: c.Int("max-sessions"),
 		Policy: c.String("policy"), NoPathTimeout: c.Duration("no-path-timeout").String(),
 		LoginAtBoot: c.Bool("login-at-boot"),
+		GroupAPI:    strings.TrimSpace(c.String("group-api")), GroupFingerprint: strings.TrimSpace(c.String("group-fingerprint")),
 	}
 	if req.Name == "" {
 		req.Name = req.Target[strings.LastIndex(req.Target, ":")+1:]
@@ -126,8 +131,25 @@ func connectRequest(c *cli.Context) (daemon.ConnectRequest, error) {
 	if req.MutualUser != "" && req.CHAPUser == "" {
 		return req, usagef("mutual CHAP (--mutual-user) needs one-way CHAP (--chap-user) too")
 	}
+	groupAdmin := c.String("group-admin-file") != "" || os.Getenv("HITKIT_GROUP_ADMIN") != ""
+	if groupAdmin && req.GroupFingerprint == "" {
+		return req, usagef("--group-admin-file (or HITKIT_GROUP_ADMIN) needs --group-fingerprint")
+	}
+	if !groupAdmin && (req.GroupFingerprint != "" || req.GroupAPI != "") {
+		return req, usagef("--group-fingerprint and --group-api need --group-admin-file (or HITKIT_GROUP_ADMIN)")
+	}
+	if groupAdmin {
+		req.GroupAdminPassword = "-" // checked below with the real password
+	}
 	if err := req.Check(); err != nil {
 		return req, usagef("%v", err)
+	}
+	if groupAdmin {
+		password, err := readSecret(c.String("group-admin-file"), "HITKIT_GROUP_ADMIN", "group admin password: ")
+		if err != nil {
+			return req, err
+		}
+		req.GroupAdminPassword = string(password)
 	}
 	if req.CHAPUser != "" {
 		secret, err := readSecret(c.String("chap-secret-file"), "HITKIT_CHAP_SECRET", "CHAP secret: ")

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/hitkit/hitkit/groupapi"
 	"github.com/hitkit/hitkit/mpio"
 )
 
@@ -41,6 +42,17 @@ type ConnectRequest struct {
 	ExcludeSubnets   []string `json:"exclude_subnets,omitempty"`
 	SessionsPerSlice int      `json:"sessions_per_slice,omitempty"`
 	MaxSessions      int      `json:"max_sessions,omitempty"`
+
+	// The group's management API, for the volume's page map: with it the
+	// session count follows the number of members holding the volume, and
+	// I/O goes to a session on the member that holds its page. GroupAPI is
+	// HOST[:PORT] (default: the portal's host, port 8443); the certificate
+	// must have the SHA-256 GroupFingerprint. GroupAdminPassword is
+	// persisted like CHAPSecret, in a file of its own. Without a password
+	// the daemon does not ask the group.
+	GroupAPI           string `json:"group_api,omitempty"`
+	GroupFingerprint   string `json:"group_fingerprint,omitempty"`
+	GroupAdminPassword string `json:"group_admin_password,omitempty"`
 
 	Policy        string `json:"policy,omitempty"`
 	NoPathTimeout string `json:"no_path_timeout,omitempty"` // a time.ParseDuration string
@@ -81,6 +93,14 @@ func (r ConnectRequest) Check() error {
 	}
 	if r.SessionsPerSlice < 0 || r.MaxSessions < 0 {
 		return fmt.Errorf("session counts must not be negative")
+	}
+	if r.GroupAdminPassword != "" || r.GroupFingerprint != "" || r.GroupAPI != "" {
+		if r.GroupAdminPassword == "" || r.GroupFingerprint == "" {
+			return fmt.Errorf("the group's management API needs both its admin password and its certificate fingerprint")
+		}
+		if _, err := groupapi.ParseFingerprint(r.GroupFingerprint); err != nil {
+			return fmt.Errorf("group fingerprint: %v", err)
+		}
 	}
 	_, err := planPaths(r) // bad addresses and subnets
 	return err

@@ -27,13 +27,16 @@ import (
 // testLab is a lab group with vol1 (64 MiB, CHAP) and vol2 (128 MiB,
 // open to 127/8, for the filesystem test).
 type testLab struct {
+	dir    string
 	g      *array.Group
 	vol1   array.VolumeConfig
 	secret string
 	mutual string // the group's answer for mutual CHAP
 }
 
-func startLab(t *testing.T) *testLab {
+// startLab starts a group with vol1 (CHAP) and vol2 (open to 127/8),
+// running the given services, such as the management API.
+func startLab(t *testing.T, services ...array.Service) *testLab {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the lab group binds 127.0.x.y addresses; exports need FUSE and loop devices")
@@ -57,7 +60,8 @@ func startLab(t *testing.T) *testLab {
 				{Name: "vol2", Size: 320 << 20, Access: open},
 			},
 		}
-		if g, err = array.Start(dir, spec, array.Options{Logger: quietLogger(), NoControlSocket: true}); err == nil {
+		opts := array.Options{Logger: quietLogger(), NoControlSocket: true, Services: services}
+		if g, err = array.Start(dir, spec, opts); err == nil {
 			break
 		}
 		os.RemoveAll(dir)
@@ -75,7 +79,7 @@ func startLab(t *testing.T) *testLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testLab{g: g, vol1: g.Config().Volumes[0], secret: string(bytes.TrimSpace(b)), mutual: string(bytes.TrimSpace(m))}
+	return &testLab{dir: dir, g: g, vol1: g.Config().Volumes[0], secret: string(bytes.TrimSpace(b)), mutual: string(bytes.TrimSpace(m))}
 }
 
 func (l *testLab) request(name string) ConnectRequest {

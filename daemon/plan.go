@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/hitkit/hitkit/discovery"
+	"github.com/hitkit/hitkit/groupapi"
 	"github.com/hitkit/hitkit/mpio"
 )
 
@@ -39,6 +40,14 @@ func planPaths(r ConnectRequest) (sessionPlan, error) {
 		}
 		plan.Paths = append(plan.Paths, spec)
 	}
+	const assumedMembers = 2
+	plan.Sessions = sessionCount(r, assumedMembers)
+	return plan, nil
+}
+
+// sessionCount is sessions-per-slice for each of members, capped by
+// max-sessions.
+func sessionCount(r ConnectRequest, members int) int {
 	perSlice, maxSessions := r.SessionsPerSlice, r.MaxSessions
 	if perSlice == 0 {
 		perSlice = DefaultSessionsPerSlice
@@ -46,9 +55,51 @@ func planPaths(r ConnectRequest) (sessionPlan, error) {
 	if maxSessions == 0 {
 		maxSessions = DefaultMaxSessions
 	}
-	const assumedMembers = 2
-	plan.Sessions = min(maxSessions, perSlice*assumedMembers)
-	return plan, nil
+	return min(maxSessions, perSlice*max(members, 1))
+}
+
+// groupAPIAddr is where the group's management API is: GroupAPI, or the
+// portal's host (groupapi.Dial adds the default port).
+func groupAPIAddr(r ConnectRequest) string {
+	if r.GroupAPI != "" {
+		return r.GroupAPI
+	}
+	if h, _, err := net.SplitHostPort(r.Portal); err == nil {
+		return h
+	}
+	return r.Portal
+}
+
+// fetchPageMap asks the group's management API which member holds which
+// page of the volume whose IQN is the request's target, and at which
+// portals those members listen.
+func fetchPageMap(r ConnectRequest) (*mpio.PageMap, error) {
+	c, err := groupapi.Dial(groupAPIAddr(r), r.GroupFingerprint, []byte(r.GroupAdminPassword))
+	if err != nil {
+		return nil, fmt.Errorf("group management API: %w", err)
+	}
+	defer c.Close()
+	vols, err := c.Volumes()
+	if err != nil {
+		return nil, fmt.Errorf("group management API: %w", err)
+	}
+	name := ""
+	for _, v := range vols {
+		if v.IQN == r.Target {
+			name = v.Name
+		}
+	}
+	if name == "" {
+		return nil, fmt.Errorf("group management API: no volume has the target name %s", r.Target)
+	}
+	pm, err := c.PageMap(name)
+	if err != nil {
+		return nil, fmt.Errorf("group management API: page map of %s: %w", name, err)
+	}
+	if pm.PageSize <= 0 || len(pm.Members) == 0 {
+		return nil, fmt.Errorf("group management API: volume %s has an empty page map", name)
+	}
+	return &mpio.PageMap{PageSize: pm.PageSize, Members: pm.Members, Ports: pm.Ports}, nil
 }
 
 // planRequest reads the request's portal, sources and subnets.

@@ -31,6 +31,10 @@ func (s *store) secretPath(name string) string {
 	return filepath.Join(s.dir, "secrets", name+".chap")
 }
 
+func (s *store) groupPath(name string) string {
+	return filepath.Join(s.dir, "secrets", name+".group")
+}
+
 func (s *store) mutualPath(name string) string {
 	return filepath.Join(s.dir, "secrets", name+".mutual")
 }
@@ -55,6 +59,13 @@ func (s *store) read() ([]ConnectRequest, error) {
 		return nil, fmt.Errorf("%s: %v", s.listPath(), err)
 	}
 	for i, r := range st.Volumes {
+		if r.GroupFingerprint != "" {
+			password, err := os.ReadFile(s.groupPath(r.Name))
+			if err != nil {
+				return nil, fmt.Errorf("volume %s: group admin password: %w", r.Name, err)
+			}
+			st.Volumes[i].GroupAdminPassword = string(password)
+		}
 		if r.CHAPUser == "" {
 			continue
 		}
@@ -90,6 +101,14 @@ func (s *store) put(r ConnectRequest) error {
 			return err
 		}
 	}
+	if r.GroupAdminPassword != "" {
+		if err := os.MkdirAll(filepath.Dir(s.groupPath(r.Name)), 0o700); err != nil {
+			return err
+		}
+		if err := atomicfile.Write(s.groupPath(r.Name), []byte(r.GroupAdminPassword), 0o600); err != nil {
+			return err
+		}
+	}
 	if r.MutualSecret != "" {
 		if err := atomicfile.Write(s.mutualPath(r.Name), []byte(r.MutualSecret), 0o600); err != nil {
 			return err
@@ -110,7 +129,7 @@ func (s *store) remove(name string) error {
 	if err := s.save(without(list, name)); err != nil {
 		return err
 	}
-	for _, path := range []string{s.secretPath(name), s.mutualPath(name)} {
+	for _, path := range []string{s.secretPath(name), s.mutualPath(name), s.groupPath(name)} {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
@@ -121,7 +140,7 @@ func (s *store) remove(name string) error {
 func (s *store) save(list []ConnectRequest) error {
 	st := stateFile{Volumes: make([]ConnectRequest, 0, len(list))}
 	for _, r := range list {
-		r.CHAPSecret, r.MutualSecret = "", ""
+		r.CHAPSecret, r.MutualSecret, r.GroupAdminPassword = "", "", ""
 		st.Volumes = append(st.Volumes, r)
 	}
 	b, err := json.MarshalIndent(st, "", "  ")

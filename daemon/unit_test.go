@@ -67,6 +67,9 @@ func TestCheck(t *testing.T) {
 		func(r *ConnectRequest) { r.Policy = "fastest" },
 		func(r *ConnectRequest) { r.NoPathTimeout = "soon" },
 		func(r *ConnectRequest) { r.Sources, r.NICs = []string{"127.0.0.2"}, []string{"lo"} },
+		func(r *ConnectRequest) { r.GroupAdminPassword = "pw" },
+		func(r *ConnectRequest) { r.GroupFingerprint = strings.Repeat("ab", 32) },
+		func(r *ConnectRequest) { r.GroupAdminPassword, r.GroupFingerprint = "pw", "zz" },
 	} {
 		r := ok
 		bad(&r)
@@ -80,7 +83,8 @@ func TestCheck(t *testing.T) {
 // secret file is private.
 func TestStore(t *testing.T) {
 	s := &store{dir: filepath.Join(t.TempDir(), "state")}
-	r := ConnectRequest{Name: "vol1", Portal: "127.0.0.1", Target: "iqn.x:vol1", CHAPUser: "u", CHAPSecret: "s3cret-value", LoginAtBoot: true}
+	r := ConnectRequest{Name: "vol1", Portal: "127.0.0.1", Target: "iqn.x:vol1", CHAPUser: "u", CHAPSecret: "s3cret-value", LoginAtBoot: true,
+		GroupFingerprint: strings.Repeat("ab", 32), GroupAdminPassword: "admin-pw-value"}
 	if err := s.put(r); err != nil {
 		t.Fatal(err)
 	}
@@ -88,12 +92,15 @@ func TestStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	list, _ := os.ReadFile(s.listPath())
-	if strings.Contains(string(list), "s3cret-value") {
+	if strings.Contains(string(list), "s3cret-value") || strings.Contains(string(list), "admin-pw-value") {
 		t.Fatalf("volumes.json holds the secret: %s", list)
 	}
 	fi, err := os.Stat(s.secretPath("vol1"))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("secret file: %v, mode %v", err, fi.Mode())
+	}
+	if fi, err := os.Stat(s.groupPath("vol1")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("group password file: %v", err)
 	}
 	got, err := s.load()
 	if err != nil || len(got) != 2 || !reflect.DeepEqual(got[0], r) {
@@ -102,10 +109,27 @@ func TestStore(t *testing.T) {
 	if err := s.remove("vol1"); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := os.Stat(s.groupPath("vol1")); !os.IsNotExist(err) {
+		t.Fatalf("group password file left after remove: %v", err)
+	}
 	if _, err := os.Stat(s.secretPath("vol1")); !os.IsNotExist(err) {
 		t.Fatalf("secret file left after remove: %v", err)
 	}
 	if got, _ := s.load(); len(got) != 1 || got[0].Name != "vol2" {
 		t.Fatalf("after remove: %+v", got)
+	}
+}
+
+func TestSessionCount(t *testing.T) {
+	for _, tc := range []struct{ perSlice, max, members, want int }{
+		{0, 0, 1, 2}, {0, 0, 2, 4}, {0, 0, 3, 6}, {0, 0, 4, 6}, {3, 20, 3, 9}, {1, 0, 0, 1},
+	} {
+		r := ConnectRequest{SessionsPerSlice: tc.perSlice, MaxSessions: tc.max}
+		if got := sessionCount(r, tc.members); got != tc.want {
+			t.Errorf("%+v: %d sessions, want %d", tc, got, tc.want)
+		}
+	}
+	if got := groupAPIAddr(ConnectRequest{Portal: "10.0.0.5:3260"}); got != "10.0.0.5" {
+		t.Errorf("default group API %q", got)
 	}
 }

@@ -88,6 +88,13 @@ func deviceConfig(r ConnectRequest, log *logrus.Entry) (mpio.Config, error) {
 		Sessions: plan.Sessions,
 		Log:      log,
 	}
+	if r.GroupAdminPassword != "" {
+		if cfg.PageMap, err = fetchPageMap(r); err != nil {
+			return cfg, err
+		}
+		cfg.Sessions = sessionCount(r, distinct(cfg.PageMap.Members))
+		log.WithFields(logrus.Fields{"members": cfg.PageMap.Members, "sessions": cfg.Sessions}).Info("slice-aware: using the group's page map")
+	}
 	if r.CHAPSecret != "" {
 		cfg.Session.CHAPSecret = []byte(r.CHAPSecret)
 	}
@@ -110,6 +117,15 @@ func deviceConfig(r ConnectRequest, log *logrus.Entry) (mpio.Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// distinct counts the different numbers in ns.
+func distinct(ns []int) int {
+	seen := map[int]bool{}
+	for _, n := range ns {
+		seen[n] = true
+	}
+	return len(seen)
 }
 
 func (v *volume) info() VolumeInfo {

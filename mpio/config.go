@@ -88,6 +88,12 @@ type Config struct {
 
 	Policy Policy // PolicyLQD by default
 
+	// PageMap, when set, makes the device slice-aware: READ and WRITE go
+	// to a usable path logged in at the member that holds their first
+	// block, chosen among those by the policy, and to any path when no
+	// such path is usable. Other commands use the policy over all paths.
+	PageMap *PageMap
+
 	// A path's session pings the target when the line has been quiet for
 	// CheckInterval, and the path fails when an answer takes longer than
 	// CheckTimeout. The defaults notice a silent blackhole within about

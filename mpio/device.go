@@ -78,7 +78,7 @@ func Open(ctx context.Context, cfg Config) (*Device, error) {
 	d := &Device{
 		cfg:     cfg,
 		log:     cfg.Log.WithFields(logrus.Fields{"target": cfg.Session.TargetName, "lun": cfg.LUN}),
-		sel:     selector{policy: cfg.Policy},
+		sel:     selector{policy: cfg.Policy, pages: cfg.PageMap},
 		limit:   newLoginLimiter(cfg.ReinstateGap),
 		changed: make(chan struct{}),
 	}
@@ -97,6 +97,7 @@ func Open(ctx context.Context, cfg Config) (*Device, error) {
 		return nil, fmt.Errorf("mpio: %w", err)
 	}
 	d.lu = lu
+	d.sel.blockSize.Store(int64(lu.BlockSize()))
 	d.log.WithFields(logrus.Fields{"wwid": d.wwid, "paths": len(d.paths), "policy": cfg.Policy}).Info("multipath device ready")
 	return d, nil
 }
@@ -184,7 +185,7 @@ func (d *Device) Execute(ctx context.Context, cmd initiator.Command) (initiator.
 	var trouble time.Time // since when the command has been failing or waiting
 	var lastErr error
 	for {
-		p := d.sel.pick(d.paths)
+		p := d.sel.pickFor(d.paths, cmd)
 		if p == nil {
 			if trouble.IsZero() {
 				trouble = time.Now()

@@ -49,6 +49,7 @@ type path struct {
 	dev  *Device
 
 	state       atomic.Int32 // a pathState
+	member      atomic.Int32 // the member of the session's portal, by the page map; 0 if unknown
 	sess        atomic.Pointer[initiator.Session]
 	outstanding atomic.Int64
 	completed   atomic.Uint64
@@ -107,6 +108,7 @@ func (p *path) install(s *initiator.Session) {
 	p.mu.Lock()
 	p.remote = s.Portal()
 	p.mu.Unlock()
+	p.member.Store(int32(p.dev.sel.pages.memberOf(s.Portal())))
 	p.sess.Store(s)
 	p.state.Store(int32(stateUp))
 	p.dev.pathsChanged()

@@ -7,6 +7,11 @@ import "sync/atomic"
 type selector struct {
 	policy Policy
 	next   atomic.Uint32 // where round-robin, and LQD's tie-break, start
+
+	// pages, when set, steers READ and WRITE to the member holding their
+	// blocks (see pickFor); blockSize is set once the unit's is known.
+	pages     *PageMap
+	blockSize atomic.Int64
 }
 
 // pick returns the path for the next command, or nil when none is usable.
