@@ -17,6 +17,7 @@ import (
 
 	"github.com/hitkit/hitkit/array"
 	"github.com/hitkit/hitkit/array/mgmt"
+	"github.com/hitkit/hitkit/array/responder"
 	"github.com/urfave/cli/v2"
 )
 
@@ -235,7 +236,7 @@ func logTail(path string, n int64) string {
 
 // runGroupForeground serves the group until SIGINT, SIGTERM or `lab down`.
 func runGroupForeground(c *cli.Context, dir string) error {
-	opts := array.Options{NoPowerOnAttention: c.Bool("no-power-on-attention"), Services: []array.Service{mgmt.New()}}
+	opts := array.Options{NoPowerOnAttention: c.Bool("no-power-on-attention"), Services: []array.Service{mgmt.New(), responder.New()}}
 	g, err := array.Open(dir, opts)
 	if err != nil {
 		return err

@@ -1,0 +1,212 @@
+package discovery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ProbePort is the UDP port uninitialised arrays answer probes on.
+const ProbePort = 3261
+
+// MaxProbeTargets caps how many addresses one range may hold.
+const MaxProbeTargets = 4096
+
+// probeDatagram is what ProbeUninitialized sends.
+var probeDatagram = []byte(`{"probe":"hitkit"}`)
+
+// maxAnswer bounds an answer datagram; larger ones are ignored.
+const maxAnswer = 8192
+
+// Array is an uninitialised array that answered a probe.
+type Array struct {
+	Serial        string   `json:"serial"`
+	Model         string   `json:"model"`
+	Firmware      string   `json:"firmware"`
+	Address       string   `json:"address"`
+	State         string   `json:"state"`
+	MACs          []string `json:"macs,omitempty"`
+	SetupEndpoint string   `json:"setup_endpoint,omitempty"`
+	Fingerprint   string   `json:"fingerprint,omitempty"`
+}
+
+// ProbeUninitialized sends one probe datagram to port on each target and
+// collects the answers that arrive within timeout (or until ctx ends),
+// one per serial, sorted by address. Datagrams that are not answers are
+// ignored. Only IPv4 targets are probed.
+func ProbeUninitialized(ctx context.Context, targets []netip.Addr, port int, timeout time.Duration) ([]Array, error) {
+	if port <= 0 || port > 65535 {
+		return nil, fmt.Errorf("probe port %d out of range", port)
+	}
+	if timeout <= 0 {
+		return nil, errors.New("probe timeout must be positive")
+	}
+	conn, err := net.ListenUDP("udp4", nil)
+	if err != nil {
+		return nil, fmt.Errorf("probe: %w", err)
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := conn.SetReadDeadline(deadline); err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
+	defer stop()
+
+	type result struct {
+		a   Array
+		src netip.Addr
+	}
+	found := map[string]result{}
+	recv := func() {
+		buf := make([]byte, maxAnswer+1)
+		for {
+			n, from, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			if n > maxAnswer {
+				continue
+			}
+			var a Array
+			if json.Unmarshal(buf[:n], &a) != nil || strings.TrimSpace(a.Serial) == "" {
+				continue
+			}
+			src := from.Addr().Unmap()
+			a.Address = src.String()
+			if old, ok := found[a.Serial]; !ok || src.Less(old.src) {
+				found[a.Serial] = result{a, src}
+			}
+		}
+	}
+	done := make(chan struct{})
+	go func() { recv(); close(done) }()
+	var sendErr error
+	sent := 0
+	for _, t := range targets {
+		if ctx.Err() != nil {
+			break
+		}
+		t = t.Unmap()
+		if !t.Is4() {
+			continue
+		}
+		if _, err := conn.WriteToUDPAddrPort(probeDatagram, netip.AddrPortFrom(t, uint16(port))); err != nil {
+			if sendErr == nil {
+				sendErr = fmt.Errorf("probe %s: %w", t, err)
+			}
+			continue
+		}
+		sent++
+	}
+	<-done
+	if sent == 0 && sendErr != nil {
+		return nil, sendErr
+	}
+	out := make([]Array, 0, len(found))
+	for _, r := range found {
+		out = append(out, r.a)
+	}
+	slices.SortFunc(out, func(a, b Array) int {
+		if c := netip.MustParseAddr(a.Address).Compare(netip.MustParseAddr(b.Address)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Serial, b.Serial)
+	})
+	return out, nil
+}
+
+// ParseProbeRange parses a single IPv4 address, a CIDR prefix
+// ("127.0.10.0/24") or an inclusive range ("127.0.10.31-127.0.10.40") into
+// the addresses to probe. A prefix shorter than /31 leaves out its network
+// and broadcast addresses. A range may hold at most MaxProbeTargets
+// addresses.
+func ParseProbeRange(s string) ([]netip.Addr, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, errors.New("empty probe range")
+	}
+	var first, last netip.Addr
+	switch {
+	case strings.Contains(s, "/"):
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("probe range %q: %w", s, err)
+		}
+		if !p.Addr().Is4() {
+			return nil, fmt.Errorf("probe range %q: only IPv4 is probed", s)
+		}
+		p = p.Masked()
+		if p.Bits() < 32-12 {
+			return nil, fmt.Errorf("probe range %q holds more than %d addresses", s, MaxProbeTargets)
+		}
+		first = p.Addr()
+		last = lastOf(p)
+		if p.Bits() < 31 {
+			first, last = first.Next(), last.Prev()
+		}
+	case strings.Contains(s, "-"):
+		a, b, _ := strings.Cut(s, "-")
+		var err error
+		if first, err = netip.ParseAddr(strings.TrimSpace(a)); err != nil {
+			return nil, fmt.Errorf("probe range %q: %w", s, err)
+		}
+		if last, err = netip.ParseAddr(strings.TrimSpace(b)); err != nil {
+			return nil, fmt.Errorf("probe range %q: %w", s, err)
+		}
+		if !first.Is4() || !last.Is4() {
+			return nil, fmt.Errorf("probe range %q: only IPv4 is probed", s)
+		}
+		if last.Less(first) {
+			return nil, fmt.Errorf("probe range %q ends before it starts", s)
+		}
+		if span(first, last) > MaxProbeTargets {
+			return nil, fmt.Errorf("probe range %q holds more than %d addresses", s, MaxProbeTargets)
+		}
+	default:
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("probe target %q is not an IPv4 address, prefix or range: %w", s, err)
+		}
+		if !a.Unmap().Is4() {
+			return nil, fmt.Errorf("probe target %q: only IPv4 is probed", s)
+		}
+		return []netip.Addr{a.Unmap()}, nil
+	}
+	out := make([]netip.Addr, 0, span(first, last))
+	for a := first; ; a = a.Next() {
+		out = append(out, a)
+		if a == last {
+			break
+		}
+	}
+	return out, nil
+}
+
+func u32(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+func span(a, b netip.Addr) int { return int(u32(b)-u32(a)) + 1 }
+
+func lastOf(p netip.Prefix) netip.Addr {
+	v := u32(p.Addr()) | (uint32(1)<<(32-p.Bits()) - 1)
+	if p.Bits() == 0 {
+		v = ^uint32(0)
+	}
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
