@@ -159,6 +159,7 @@ type PortStats struct {
 	State    string `json:"state"`
 	Sessions int    `json:"sessions"`
 	Commands uint64 `json:"commands"` // by the sessions logged in there now
+	Rates
 }
 
 // MemberStats counts a member's forwarded I/Os.
@@ -174,6 +175,18 @@ type VolumeStats struct {
 	Commands  uint64 `json:"commands"` // by the sessions logged in now
 	Forwarded uint64 `json:"forwarded_ios"`
 	Allocated int64  `json:"allocated"`
+	Rates
+}
+
+// Rates are a port's or a volume's I/O over the management server's last
+// one-second sample: commands per second, megabytes (10^6 bytes) per
+// second read and written by initiators, and the mean time from a
+// command's arrival to its response. All zero when idle.
+type Rates struct {
+	IOPS         float64 `json:"iops"`
+	ReadMBps     float64 `json:"read_mbps"`
+	WriteMBps    float64 `json:"write_mbps"`
+	AvgLatencyUs float64 `json:"avg_latency_us"`
 }
 
 // Event is one change made through the API, in GET /api/v1/events.

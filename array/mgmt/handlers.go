@@ -274,16 +274,20 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request) {
 			byVolume[ss.Volume] += ss.Commands
 		}
 	}
+	var portRates, volRates map[string]groupapi.Rates
+	if s.sampler != nil {
+		portRates, volRates = s.sampler.rates()
+	}
 	gp := st.GroupPort
-	out.Ports = append(out.Ports, groupapi.PortStats{Address: gp.Addr, Member: 0, State: gp.State, Sessions: gp.Sessions, Commands: byPortal[gp.Addr]})
+	out.Ports = append(out.Ports, groupapi.PortStats{Address: gp.Addr, Member: 0, State: gp.State, Sessions: gp.Sessions, Commands: byPortal[gp.Addr], Rates: portRates[gp.Addr]})
 	for _, m := range st.Members {
 		out.Members = append(out.Members, groupapi.MemberStats{Number: m.Number, Forwarded: m.Forwarded})
 		for _, p := range m.Ports {
-			out.Ports = append(out.Ports, groupapi.PortStats{Address: p.Addr, Member: m.Number, State: p.State, Sessions: p.Sessions, Commands: byPortal[p.Addr]})
+			out.Ports = append(out.Ports, groupapi.PortStats{Address: p.Addr, Member: m.Number, State: p.State, Sessions: p.Sessions, Commands: byPortal[p.Addr], Rates: portRates[p.Addr]})
 		}
 	}
 	for _, v := range st.Volumes {
-		out.Volumes = append(out.Volumes, groupapi.VolumeStats{Name: v.Name, Sessions: v.Sessions, Commands: byVolume[v.Name], Forwarded: v.Forwarded, Allocated: v.Allocated})
+		out.Volumes = append(out.Volumes, groupapi.VolumeStats{Name: v.Name, Sessions: v.Sessions, Commands: byVolume[v.Name], Forwarded: v.Forwarded, Allocated: v.Allocated, Rates: volRates[v.IQN]})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -2,20 +2,24 @@ package mgmt_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -473,5 +477,94 @@ func TestNoSecretsInLog(t *testing.T) {
 		if secret != "" && strings.Contains(log, secret) {
 			t.Fatalf("the log holds a secret (%.6s...):\n%s", secret, log)
 		}
+	}
+}
+
+// TestStatsRates drives I/O at vol1 through one member port with
+// iscsi-perf and checks that the sampled rates show it there, and
+// nowhere on an idle port.
+func TestStatsRates(t *testing.T) {
+	perf, err := exec.LookPath("iscsi-perf")
+	if err != nil {
+		t.Skip("needs iscsi-perf (libiscsi-bin)")
+	}
+	f := start(t)
+	c := f.dial(t)
+	var vol array.VolumeStatus
+	for _, v := range f.g.Status().Volumes {
+		if v.Name == "vol1" {
+			vol = v
+		}
+	}
+	secret, err := os.ReadFile(array.CHAPSecretFile(f.g.Dir(), "vol1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := f.g.Members()
+	if len(ms) < 2 {
+		t.Fatalf("want two members, have %d", len(ms))
+	}
+	busy, idle := ms[0].Ports()[0].Addr, ms[1].Ports()[0].Addr
+	url := fmt.Sprintf("iscsi://%s%%%s@%s/%s/0", vol.CHAPUser, strings.TrimRight(string(secret), "\r\n"), busy, vol.IQN)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, perf, "-m", "8", "-b", "8", "-t", "2", url)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	find := func(st groupapi.Stats) (port, idlePort groupapi.PortStats, v groupapi.VolumeStats) {
+		for _, p := range st.Ports {
+			switch p.Address {
+			case busy:
+				port = p
+			case idle:
+				idlePort = p
+			}
+		}
+		for _, x := range st.Volumes {
+			if x.Name == "vol1" {
+				v = x
+			}
+		}
+		return
+	}
+	var got bool
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for !got {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("iscsi-perf ended (%v) before the stats showed its I/O:\n%s", err, out.String())
+		case <-tick.C:
+		}
+		st, err := c.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		port, idlePort, v := find(st)
+		if v.IOPS == 0 || port.IOPS == 0 {
+			continue
+		}
+		got = true
+		t.Logf("busy port %+v; idle port %+v; volume %+v", port.Rates, idlePort.Rates, v.Rates)
+		if v.AvgLatencyUs <= 0 || port.AvgLatencyUs <= 0 {
+			t.Errorf("no latency: port %+v, volume %+v", port.Rates, v.Rates)
+		}
+		if v.ReadMBps <= 0 || port.ReadMBps <= 0 {
+			t.Errorf("no read rate (iscsi-perf reads): port %+v, volume %+v", port.Rates, v.Rates)
+		}
+		if idlePort.Address != idle || idlePort.Rates != (groupapi.Rates{}) {
+			t.Errorf("idle port %+v has rates", idlePort)
+		}
+	}
+	if err := <-exited; err != nil {
+		t.Fatalf("iscsi-perf: %v\n%s", err, out.String())
 	}
 }

@@ -60,6 +60,7 @@ type Server struct {
 	fp       string
 	srv      *http.Server
 	ln       net.Listener
+	sampler  *sampler
 
 	mu     sync.Mutex // guards tokens, events and seq; serialises changes
 	tokens map[[32]byte]time.Time
@@ -121,6 +122,8 @@ func (s *Server) Start(g *array.Group) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.New(logWriter{s.log}, "", 0),
 	}
+	s.sampler = newSampler(g.Server().Sessions)
+	s.sampler.start(sampleInterval)
 	go s.srv.ServeTLS(ln, "", "")
 	s.log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "fingerprint": fp}).Info("management API listening")
 	return nil
@@ -140,6 +143,7 @@ func (s *Server) Close() error {
 	if s.srv == nil {
 		return nil
 	}
+	s.sampler.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := s.srv.Shutdown(ctx); err != nil {

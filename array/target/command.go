@@ -3,6 +3,7 @@ package target
 import (
 	"context"
 	"encoding/binary"
+	"time"
 
 	"github.com/hitkit/hitkit/iscsi"
 	"github.com/hitkit/hitkit/scsi"
@@ -34,6 +35,7 @@ type task struct {
 	holdsSlot bool // a CmdSN window slot, freed when the response goes out
 	ctx       context.Context
 	cancel    context.CancelFunc
+	arrived   time.Time // when the command PDU came in, for the latency
 
 	// Write data, gathered by the reader goroutine alone (dataout.go).
 	data     []byte
@@ -106,6 +108,7 @@ func (c *conn) newTask(cmd *iscsi.SCSICommand, ahs []byte) *task {
 		itt: cmd.InitiatorTaskTag, lunField: cmd.LUN, lun: lun, lunValid: ok,
 		read: cmd.Read, write: cmd.Write, edtl: cmd.ExpectedDataTransferLength,
 		holdsSlot: !cmd.Immediate, ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		arrived: time.Now(),
 	}
 	t.cdb = append(make([]byte, 0, 16), cmd.CDB[:]...)
 	if ext := extendedCDB(ahs); ext != nil {
@@ -309,6 +312,7 @@ func (c *conn) respond(t *task, r Response) {
 	}
 	c.unlockWrite(err)
 	c.sess.bytesOut.Add(uint64(len(data)))
+	c.sess.commandNanos.Add(uint64(time.Since(t.arrived)))
 }
 
 // residual is what a response reports about ExpectedDataTransferLength.

@@ -37,6 +37,11 @@ type session struct {
 	commands atomic.Uint64
 	bytesIn  atomic.Uint64 // write data received
 	bytesOut atomic.Uint64 // read data sent
+	// commandNanos is the cumulative time, in nanoseconds, from each SCSI
+	// command's arrival to its response being sent, for the commands that
+	// were answered (an aborted command adds nothing). Divided by the
+	// change in commands over an interval, it gives the mean latency.
+	commandNanos atomic.Uint64
 }
 
 func (s *session) discovery() bool { return s.target == nil }
@@ -99,6 +104,7 @@ type SessionInfo struct {
 	Commands      uint64
 	BytesIn       uint64 // written by the initiator
 	BytesOut      uint64 // read by the initiator
+	CommandNanos  uint64 // cumulative command latency, arrival to response sent
 }
 
 func (s *session) info() SessionInfo {
@@ -114,6 +120,7 @@ func (s *session) info() SessionInfo {
 		TargetName: name, Portal: s.conn.portal.info, Remote: s.conn.nc.RemoteAddr().String(),
 		CHAPUser: s.chapUser, Params: s.params, Since: s.started, Outstanding: outstanding,
 		Commands: s.commands.Load(), BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
+		CommandNanos: s.commandNanos.Load(),
 	}
 }
 
