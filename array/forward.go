@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hitkit/hitkit/array/target"
+	"github.com/hitkit/hitkit/scsi"
 )
 
 // forwarder is a volume as one member serves it. A command that touches
@@ -103,35 +104,13 @@ func blockRanges(r *target.Request, capacity uint64) []blockRange {
 		return nil
 	}
 	switch op := cdb[0]; op {
-	case opRead6, opWrite6:
-		if len(cdb) < 6 {
-			return nil
+	case opRead6, opWrite6, opRead10, opWrite10, opWriteAndVerify10, opVerify10, opWriteSame10,
+		opRead12, opWrite12, opWriteAndVerify12, opVerify12,
+		opRead16, opWrite16, opWriteAndVerify16, opVerify16, opWriteSame16:
+		if lba, n, ok := scsi.CDBExtent(cdb); ok {
+			return one(op, lba, n, capacity)
 		}
-		lba := uint64(cdb[1]&0x1f)<<16 | uint64(cdb[2])<<8 | uint64(cdb[3])
-		n := uint64(cdb[4])
-		if n == 0 {
-			n = 256 // READ(6) and WRITE(6) spell 256 blocks as 0
-		}
-		return []blockRange{{lba, n}}
-	case opRead10, opWrite10, opWriteAndVerify10, opVerify10, opWriteSame10:
-		if len(cdb) < 10 {
-			return nil
-		}
-		lba := uint64(binary.BigEndian.Uint32(cdb[2:]))
-		n := uint64(binary.BigEndian.Uint16(cdb[7:]))
-		return one(op, lba, n, capacity)
-	case opRead12, opWrite12, opWriteAndVerify12, opVerify12:
-		if len(cdb) < 12 {
-			return nil
-		}
-		return []blockRange{{uint64(binary.BigEndian.Uint32(cdb[2:])), uint64(binary.BigEndian.Uint32(cdb[6:]))}}
-	case opRead16, opWrite16, opWriteAndVerify16, opVerify16, opWriteSame16:
-		if len(cdb) < 16 {
-			return nil
-		}
-		lba := binary.BigEndian.Uint64(cdb[2:])
-		n := uint64(binary.BigEndian.Uint32(cdb[10:]))
-		return one(op, lba, n, capacity)
+		return nil
 	case opCompareAndWrite:
 		if len(cdb) < 16 {
 			return nil

@@ -1,9 +1,8 @@
 package mpio
 
 import (
-	"encoding/binary"
-
 	"github.com/hitkit/hitkit/initiator"
+	"github.com/hitkit/hitkit/scsi"
 )
 
 // PageMap says which group member holds each page of the volume, as a
@@ -41,23 +40,16 @@ func (m *PageMap) memberOf(portal string) int {
 	return 0
 }
 
-// commandLBA decodes the logical block address of a READ or WRITE CDB
-// (10-, 12- and 16-byte forms).
+// commandLBA is the logical block address of a READ or WRITE CDB (10-,
+// 12- and 16-byte forms); other commands have none to route by.
 func commandLBA(cdb []byte) (lba uint64, ok bool) {
 	if len(cdb) == 0 {
 		return 0, false
 	}
 	switch cdb[0] {
-	case 0x28, 0x2a, 0xa8, 0xaa: // READ/WRITE (10), (12)
-		if len(cdb) < 6 {
-			return 0, false
-		}
-		return uint64(binary.BigEndian.Uint32(cdb[2:6])), true
-	case 0x88, 0x8a: // READ/WRITE (16)
-		if len(cdb) < 10 {
-			return 0, false
-		}
-		return binary.BigEndian.Uint64(cdb[2:10]), true
+	case scsi.OpRead10, scsi.OpWrite10, scsi.OpRead12, scsi.OpWrite12, scsi.OpRead16, scsi.OpWrite16:
+		lba, _, ok = scsi.CDBExtent(cdb)
+		return lba, ok
 	}
 	return 0, false
 }
