@@ -101,6 +101,11 @@ type CreateVolume struct {
 	Size   int64          `json:"size"`
 	Thick  bool           `json:"thick,omitempty"`
 	Access []AccessRecord `json:"access,omitempty"`
+	// CHAPSecret, when set, becomes the volume's CHAP secret instead of a
+	// random one kept on the group: a host that creates its own volume
+	// knows the secret without reading it back. 12 to 255 characters. It
+	// is never returned or logged.
+	CHAPSecret string `json:"chap_secret,omitempty"`
 }
 
 // ResizeVolume is the body of PATCH /api/v1/volumes/{name}. A smaller size
