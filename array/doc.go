@@ -20,8 +20,9 @@
 //	member m, port p      BASE+10*m+p:3260 (TPGT 10*m+p)
 //	management API        BASE+1:8443     (a separate service; see Options.Services)
 //
-// A volume's pages go round-robin to the members that were online when
-// it was created (see PageMap). Every port serves every volume; a command
+// A volume's pages go round-robin to the online members (see PageMap);
+// a member that joins through the setup wizard gets its share of every
+// volume's pages (see SetUpMember and Volume.Rebalance). Every port serves every volume; a command
 // that touches a page its member does not hold is forwarded: it costs the
 // group's forwarding latency once and is counted per member and per
 // volume. Data always goes through the volume's one disk.Disk, so
@@ -32,6 +33,8 @@
 //	DIR/group.json                       configuration, written atomically
 //	DIR/members/<m>/volumes/<vol>.data   member m's pages of a volume, sparse
 //	DIR/secrets/admin.password           the group admin password (0600)
+//	DIR/secrets/membership.password      lets a member join the group (0600)
+//	DIR/members/<m>/setup/mgmt/*.pem     member m's setup endpoint certificate (array/setup)
 //	DIR/secrets/<vol>.chap               a volume's CHAP secret (0600)
 //	DIR/secrets/mutual.secret            the group's mutual-CHAP secret (0600)
 //	DIR/control.sock                     the control socket (0600)

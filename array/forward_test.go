@@ -31,13 +31,13 @@ func newForwardFixture(t *testing.T) *forwardFixture {
 	}
 	f := &forwardFixture{members: map[int]*Member{}}
 	f.latency.Store(int64(fwdLatency))
-	f.vol = &servedVolume{store: store, disk: d, units: map[int]*forwarder{}}
+	f.vol = &servedVolume{store: store, disk: d}
 	for _, n := range []int{1, 2} {
 		m := &Member{cfg: MemberConfig{Number: n}}
 		f.members[n] = m
-		f.vol.units[n] = &forwarder{member: m, vol: f.vol, latency: &f.latency}
+		f.vol.addUnit(m, &f.latency)
 	}
-	f.vol.lead = f.vol.units[1]
+	f.vol.lead = (*f.vol.units.Load())[1]
 	return f
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,10 @@ type Options struct {
 	// Services start after the group is serving, in order, and close
 	// before it stops.
 	Services []Service
+	// GroupServices need a formed group (a name, a group IP and an admin
+	// password), as the management API does. They start after Services
+	// on a site that holds a group, or when the setup wizard forms one.
+	GroupServices []Service
 	// NoPowerOnAttention stops the volumes from reporting POWER ON, RESET
 	// OR BUS DEVICE RESET OCCURRED (ASC 29h/00h) to the first command of
 	// each new I_T nexus (see disk.Options). Reporting it is right (SPC-4
@@ -75,8 +80,14 @@ type Group struct {
 	logouts   []Fault // logout requests until their deadline
 	redirects recentRedirects
 
-	control  *controlServer
-	services []Service
+	snapshotHook atomic.Pointer[func(SnapshotEvent)] // OnSnapshotEvent
+
+	control       *controlServer
+	services      []Service // started; guarded by mu once serving
+	groupServices []Service // Options.GroupServices, started or not
+
+	setupMu   sync.Mutex // one member setup at a time (see SetUpMember)
+	setupInfo func(member int) (endpoint, fingerprint string, ok bool)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -133,7 +144,8 @@ func Open(dir string, opts Options) (*Group, error) {
 		return nil, err
 	}
 	g.forwardLatency.Store(int64(cfg.ForwardLatency))
-	g.groupPort = &Port{Addr: GroupAddr(cfg.BaseIP), TPGT: groupTPGT}
+	g.groupPort = &Port{Addr: cfg.GroupAddr(), TPGT: groupTPGT}
+	g.groupServices = opts.GroupServices
 	for _, mc := range cfg.Members {
 		g.members = append(g.members, newMember(mc, cfg.BaseIP))
 	}
@@ -177,6 +189,18 @@ func (g *Group) serve(opts Options) error {
 	if err := g.addPortals(); err != nil {
 		return err
 	}
+	services := opts.Services
+	if g.cfg.Formed() {
+		services = append(slices.Clip(services), opts.GroupServices...)
+	}
+	for _, s := range services {
+		if err := s.Start(g); err != nil {
+			return fmt.Errorf("starting %T: %w", s, err)
+		}
+		g.services = append(g.services, s)
+	}
+	// The control socket comes last: once it answers, `lab up` reports
+	// the group, and the services' addresses must be there to report.
 	if !opts.NoControlSocket {
 		ctl, err := listenControl(g)
 		if err != nil {
@@ -184,20 +208,16 @@ func (g *Group) serve(opts Options) error {
 		}
 		g.control = ctl
 	}
-	for _, s := range opts.Services {
-		if err := s.Start(g); err != nil {
-			return fmt.Errorf("starting %T: %w", s, err)
-		}
-		g.services = append(g.services, s)
-	}
 	return nil
 }
 
 // addPortals listens on the group IP and on every port of every online
 // member. Uninitialised members serve no iSCSI.
 func (g *Group) addPortals() error {
-	if _, err := g.srv.AddPortal(g.GroupAddr(), groupTPGT); err != nil {
-		return listenError(err)
+	if g.cfg.Formed() {
+		if _, err := g.srv.AddPortal(g.GroupAddr(), groupTPGT); err != nil {
+			return listenError(err)
+		}
 	}
 	for _, m := range g.members {
 		if m.state != MemberOnline {
@@ -219,15 +239,26 @@ func listenError(err error) error {
 // Dir is the group's state directory.
 func (g *Group) Dir() string { return g.dir }
 
-// Name is the group's name.
-func (g *Group) Name() string { return g.cfg.Name }
+// Name is the group's name; empty on a site that holds no group yet.
+func (g *Group) Name() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cfg.Name
+}
 
-// GroupAddr is the group IP's iSCSI portal, host:port.
-func (g *Group) GroupAddr() string { return GroupAddr(g.cfg.BaseIP) }
+// GroupAddr is the group IP's iSCSI portal, host:port; empty on a site
+// that holds no group yet.
+func (g *Group) GroupAddr() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cfg.GroupAddr()
+}
 
 // ManagementAddr is where the management API listens, host:port.
 func (g *Group) ManagementAddr() string {
-	return fmt.Sprintf("%s:%d", offset(g.cfg.BaseIP, 1), ManagementPort)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cfg.ManagementAddr()
 }
 
 // Config returns a copy of the group's configuration.
@@ -273,8 +304,11 @@ func (g *Group) Close() error {
 
 func (g *Group) stop() error {
 	var errs []error
-	for i := len(g.services) - 1; i >= 0; i-- {
-		errs = append(errs, g.services[i].Close())
+	// Services close last first, one at a time: closing the setup
+	// service waits for a setup in progress, which may start the
+	// management API as it forms the group.
+	for s := g.popService(); s != nil; s = g.popService() {
+		errs = append(errs, s.Close())
 	}
 	if g.control != nil {
 		errs = append(errs, g.control.Close())
@@ -302,10 +336,25 @@ func (g *Group) stop() error {
 	return err
 }
 
+// popService takes the last started service off the list.
+func (g *Group) popService() Service {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.services) == 0 {
+		return nil
+	}
+	s := g.services[len(g.services)-1]
+	g.services = g.services[:len(g.services)-1]
+	return s
+}
+
 // ensureSecrets creates the admin password and the volumes' CHAP secrets
 // that are missing.
 func ensureSecrets(dir string, cfg Config) error {
-	for _, path := range []string{AdminPasswordFile(dir), MutualCHAPFile(dir)} {
+	if !cfg.Formed() {
+		return nil // the setup wizard sets the passwords when it forms the group
+	}
+	for _, path := range []string{AdminPasswordFile(dir), MutualCHAPFile(dir), MembershipPasswordFile(dir)} {
 		if _, err := ensureSecret(path); err != nil {
 			return err
 		}

@@ -75,13 +75,22 @@ func newMember(cfg MemberConfig, base netip.Addr) *Member {
 	if cfg.Initialized {
 		m.state = MemberOnline
 	}
-	for p := 1; p <= cfg.Ports; p++ {
-		m.ports = append(m.ports, &Port{
-			Member: cfg.Number, Number: p,
-			Addr: PortAddr(base, cfg.Number, p), TPGT: portTPGT(cfg.Number, p),
-		})
-	}
+	m.ports = memberPorts(cfg, base)
 	return m
+}
+
+// memberPorts are a member's ports: at the addresses the setup wizard
+// gave it (IP, IP+1, ...), or else at the address plan's.
+func memberPorts(cfg MemberConfig, base netip.Addr) []*Port {
+	var ports []*Port
+	for p := 1; p <= cfg.Ports; p++ {
+		addr := PortAddr(base, cfg.Number, p)
+		if cfg.IP.IsValid() {
+			addr = hostPort(offset(cfg.IP.Addr(), p-1))
+		}
+		ports = append(ports, &Port{Member: cfg.Number, Number: p, Addr: addr, TPGT: portTPGT(cfg.Number, p)})
+	}
+	return ports
 }
 
 // Number is the member's 1-based number in the group.

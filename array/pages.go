@@ -11,8 +11,9 @@ const DefaultPageSize = 1 << 20
 // PageMap tells which member holds each page of a volume. Pages go to
 // the volume's members round-robin: page i (bytes [i*PageSize,
 // (i+1)*PageSize)) belongs to Members[i % len(Members)]. The member list
-// is fixed when the volume is created, so data never moves when the group
-// changes. The management API publishes this for slice-aware hosts.
+// is set when the volume is created and changes only when a member joins
+// the group, which rebalances the volume (see Volume.Rebalance). The
+// management API publishes this for slice-aware hosts.
 type PageMap struct {
 	PageSize int64 `json:"page_size"`
 	Size     int64 `json:"size"`    // the volume's size in bytes

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -30,7 +29,12 @@ type Config struct {
 	PageSize int64 `json:"page_size"`
 	// ForwardLatency is added to a command that touches pages the
 	// receiving member does not hold.
-	ForwardLatency Duration       `json:"forward_latency"`
+	ForwardLatency Duration `json:"forward_latency"`
+	// GroupIP is where the group answers; BASE+1 when unset. A site whose
+	// members are all uninitialised has no group: no name, no group IP.
+	GroupIP netip.Addr `json:"group_ip,omitzero"`
+	// PortsPerMember is how many ports a member has once it is set up.
+	PortsPerMember int            `json:"ports_per_member,omitempty"`
 	Members        []MemberConfig `json:"members"`
 	Volumes        []VolumeConfig `json:"volumes"`
 }
@@ -44,7 +48,12 @@ type MemberConfig struct {
 	// wait for the setup wizard.
 	Initialized bool  `json:"initialized"`
 	Ports       int   `json:"ports"`
-	Capacity    int64 `json:"capacity"` // bytes of storage the member offers
+	Capacity    int64 `json:"capacity"` // raw bytes of storage, before RAID
+	// IP is the first port's address as the setup wizard chose it; port p
+	// listens on IP+(p-1). Unset, the address plan applies.
+	IP      netip.Prefix `json:"ip,omitzero"`
+	Gateway netip.Addr   `json:"gateway,omitzero"`
+	RAID    string       `json:"raid,omitempty"` // see RAIDPolicies; unset counts the raw capacity
 }
 
 // VolumeConfig is one volume as configured. Its CHAP secret is in
@@ -58,6 +67,12 @@ type VolumeConfig struct {
 	Members  []int      `json:"members"` // who holds its pages, round-robin
 	CHAPUser string     `json:"chap_user,omitempty"`
 	Access   AccessList `json:"access"`
+	// SnapshotReserve is the snapshot reserve in percent of Size; nil
+	// means DefaultSnapshotReserve. SnapshotWhenFull is ReserveDeleteOldest
+	// (the default, "") or ReserveRefuse. The snapshots themselves are in
+	// DIR/snapshots/NAME (see snapshot.go).
+	SnapshotReserve  *int   `json:"snapshot_reserve_percent,omitempty"`
+	SnapshotWhenFull string `json:"snapshot_when_full,omitempty"`
 }
 
 // Duration is a time.Duration that reads and writes as "500µs" in JSON.
@@ -92,6 +107,9 @@ type VolumeSpec struct {
 	Thick bool
 	// Access defaults to one record for the volume's own CHAP user.
 	Access AccessList
+	// CHAPSecret, when set, is written to the volume's secret file instead
+	// of a random secret. It is never logged or shown.
+	CHAPSecret string
 }
 
 // Defaults of a new group.
@@ -128,10 +146,12 @@ func (s *Spec) defaults() {
 	if s.Members == 0 {
 		s.Members = DefaultMembers
 	}
+	noGroup := s.Members < 0
+	s.Members = max(s.Members, 0)
 	if s.PortsPerMember == 0 {
 		s.PortsPerMember = DefaultPortsPerMember
 	}
-	if s.Volumes == nil {
+	if s.Volumes == nil && !noGroup {
 		s.Volumes = []VolumeSpec{{Name: DefaultVolumeName, Size: DefaultVolumeSize}}
 	}
 	if s.PageSize == 0 {
@@ -143,7 +163,9 @@ func (s *Spec) defaults() {
 }
 
 // NewConfig turns a spec into a configuration with fresh serial numbers.
-// Spec.Uninitialized < 0 means none; 0 means the default.
+// Spec.Uninitialized < 0 means none; 0 means the default. Spec.Members < 0
+// means none: a site of uninitialised members that holds no group until
+// the setup wizard creates one (no name, no volumes).
 func NewConfig(s Spec) (Config, error) {
 	if s.Uninitialized == 0 {
 		s.Uninitialized = DefaultUninitialized
@@ -153,6 +175,10 @@ func NewConfig(s Spec) (Config, error) {
 	c := Config{
 		Version: configVersion, Name: s.Name, BaseIP: s.BaseIP,
 		PageSize: s.PageSize, ForwardLatency: Duration(s.ForwardLatency),
+		PortsPerMember: s.PortsPerMember,
+	}
+	if s.Members == 0 {
+		c.Name = ""
 	}
 	for m := 1; m <= s.Members+s.Uninitialized; m++ {
 		mc := MemberConfig{Number: m, Serial: newSerial("HK", 10), Capacity: s.MemberCapacity}
@@ -211,17 +237,14 @@ func (c Config) Validate() error {
 	if c.Version != configVersion {
 		return fmt.Errorf("group.json version %d is not %d", c.Version, configVersion)
 	}
-	if !nameRE.MatchString(c.Name) {
-		return fmt.Errorf("group name %q: use 1 to 63 lower-case letters, digits, '.' or '-'", c.Name)
+	if err := c.validateSite(); err != nil {
+		return err
 	}
 	if err := c.validateAddresses(); err != nil {
 		return err
 	}
 	if c.PageSize <= 0 || c.PageSize%512 != 0 {
 		return fmt.Errorf("page size %d is not a positive multiple of 512", c.PageSize)
-	}
-	if len(c.onlineMembers()) == 0 {
-		return errors.New("a group needs at least one initialised member")
 	}
 	seen := map[string]bool{}
 	for _, v := range c.Volumes {

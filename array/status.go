@@ -2,6 +2,7 @@ package array
 
 import (
 	"os"
+	"slices"
 	"time"
 
 	"github.com/hitkit/hitkit/array/target"
@@ -10,32 +11,39 @@ import (
 // Status is a snapshot of a running group, as `hitkit lab status` shows
 // it. It holds no secrets: only where they are.
 type Status struct {
-	Name              string          `json:"name"`
-	Dir               string          `json:"dir"`
-	PID               int             `json:"pid"`
-	Since             time.Time       `json:"since"`
-	GroupAddr         string          `json:"group_ip"`
-	ManagementAddr    string          `json:"management_api"`
-	AdminPasswordFile string          `json:"admin_password_file"`
-	PageSize          int64           `json:"page_size"`
-	ForwardLatency    Duration        `json:"forward_latency"`
-	GroupPort         PortStatus      `json:"group_port"`
-	Members           []MemberStatus  `json:"members"`
-	Volumes           []VolumeStatus  `json:"volumes"`
-	Sessions          []SessionStatus `json:"sessions"`
-	Faults            []Fault         `json:"faults"`
+	Name              string    `json:"name"`
+	Dir               string    `json:"dir"`
+	PID               int       `json:"pid"`
+	Since             time.Time `json:"since"`
+	GroupAddr         string    `json:"group_ip"`
+	ManagementAddr    string    `json:"management_api"`
+	AdminPasswordFile string    `json:"admin_password_file"`
+	// MembershipPasswordFile lets a member join the group (setup-array --join).
+	MembershipPasswordFile string          `json:"membership_password_file,omitempty"`
+	PageSize               int64           `json:"page_size"`
+	ForwardLatency         Duration        `json:"forward_latency"`
+	GroupPort              PortStatus      `json:"group_port"`
+	Members                []MemberStatus  `json:"members"`
+	Volumes                []VolumeStatus  `json:"volumes"`
+	Sessions               []SessionStatus `json:"sessions"`
+	Faults                 []Fault         `json:"faults"`
 }
 
 // MemberStatus is one member.
 type MemberStatus struct {
-	Number    int          `json:"number"`
-	Name      string       `json:"name,omitempty"`
-	Serial    string       `json:"serial"`
-	State     MemberState  `json:"state"`
-	Capacity  int64        `json:"capacity"`
-	Used      int64        `json:"used"` // bytes its volume files take
-	Forwarded uint64       `json:"forwarded_ios"`
-	Ports     []PortStatus `json:"ports"`
+	Number   int         `json:"number"`
+	Name     string      `json:"name,omitempty"`
+	Serial   string      `json:"serial"`
+	State    MemberState `json:"state"`
+	Capacity int64       `json:"capacity"` // usable bytes, after RAID
+	RAID     string      `json:"raid,omitempty"`
+	Used     int64       `json:"used"` // bytes its volume files take
+	// SetupEndpoint and SetupFingerprint are where an uninitialised
+	// member's setup endpoint answers, and its certificate's SHA-256.
+	SetupEndpoint    string       `json:"setup_endpoint,omitempty"`
+	SetupFingerprint string       `json:"setup_fingerprint,omitempty"`
+	Forwarded        uint64       `json:"forwarded_ios"`
+	Ports            []PortStatus `json:"ports"`
 }
 
 // PortStatus is one port. State is "up", "down" or "blackholed".
@@ -61,6 +69,10 @@ type VolumeStatus struct {
 	CHAPUser       string        `json:"chap_user,omitempty"`
 	CHAPSecretFile string        `json:"chap_secret_file"`
 	Access         []string      `json:"access"`
+	// Snapshots counts the volume's snapshots; SnapshotReserveUsed is the
+	// bytes of snapshot reserve they hold.
+	Snapshots           int   `json:"snapshots"`
+	SnapshotReserveUsed int64 `json:"snapshot_reserve_used"`
 }
 
 // SessionStatus is one logged-in session.
@@ -82,6 +94,7 @@ type SessionStatus struct {
 func (g *Group) Status() Status {
 	sessions := g.srv.Sessions()
 	faults := g.Faults()
+	stores := g.storeStatuses()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	perPort := map[string]int{}
@@ -90,23 +103,33 @@ func (g *Group) Status() Status {
 	}
 	st := Status{
 		Name: g.cfg.Name, Dir: g.dir, PID: os.Getpid(), Since: g.started,
-		GroupAddr: g.GroupAddr(), ManagementAddr: g.ManagementAddr(),
+		GroupAddr: g.cfg.GroupAddr(), ManagementAddr: g.cfg.ManagementAddr(),
 		AdminPasswordFile: AdminPasswordFile(g.dir), PageSize: g.cfg.PageSize,
 		ForwardLatency: Duration(g.forwardLatency.Load()),
 		GroupPort:      g.groupPort.status(perPort),
 		Sessions:       make([]SessionStatus, 0, len(sessions)),
 		Faults:         faults,
 	}
+	if g.cfg.Formed() {
+		st.MembershipPasswordFile = MembershipPasswordFile(g.dir)
+	}
 	used := map[int]int64{}
 	for _, v := range g.volumes {
-		vs := g.volumeStatusLocked(v, sessions)
-		st.Volumes = append(st.Volumes, vs)
-		for m, n := range v.store.AllocatedBytes() {
+		ss, ok := stores[v]
+		if !ok {
+			continue // added since storeStatuses looked
+		}
+		st.Volumes = append(st.Volumes, g.volumeStatusLocked(v, ss, sessions))
+		for m, n := range ss.allocated {
 			used[m] += n
 		}
 	}
 	for _, m := range g.members {
-		st.Members = append(st.Members, m.status(perPort, used[m.Number()]))
+		ms := m.status(perPort, used[m.Number()])
+		if m.state == MemberUninitialized && g.setupInfo != nil {
+			ms.SetupEndpoint, ms.SetupFingerprint, _ = g.setupInfo(m.Number())
+		}
+		st.Members = append(st.Members, ms)
 	}
 	for _, s := range sessions {
 		st.Sessions = append(st.Sessions, g.sessionStatusLocked(s))
@@ -128,7 +151,7 @@ func (p *Port) status(sessions map[string]int) PortStatus {
 func (m *Member) status(sessions map[string]int, used int64) MemberStatus {
 	ms := MemberStatus{
 		Number: m.cfg.Number, Name: m.cfg.Name, Serial: m.cfg.Serial, State: m.state,
-		Capacity: m.cfg.Capacity, Used: used, Forwarded: m.forwarded.Load(), Ports: []PortStatus{},
+		Capacity: m.cfg.UsableCapacity(), RAID: m.cfg.RAID, Used: used, Forwarded: m.forwarded.Load(), Ports: []PortStatus{},
 	}
 	for _, p := range m.ports {
 		ps := p.status(sessions)
@@ -140,7 +163,32 @@ func (m *Member) status(sessions map[string]int, used int64) MemberStatus {
 	return ms
 }
 
-func (g *Group) volumeStatusLocked(v *servedVolume, sessions []target.SessionInfo) VolumeStatus {
+// storeStatus is what Status reports of a volume's storage. It is read
+// before the group's mutex is taken: a rebalance holds a volume's lock
+// while it waits for the group's mutex, so the two are never taken in the
+// other order.
+type storeStatus struct {
+	allocated           map[int]int64
+	size                int64
+	pages               PageMap
+	snapshots           int
+	snapshotReserveUsed int64
+}
+
+func (g *Group) storeStatuses() map[*servedVolume]storeStatus {
+	g.mu.Lock()
+	vols := slices.Clone(g.volumes)
+	g.mu.Unlock()
+	out := make(map[*servedVolume]storeStatus, len(vols))
+	for _, v := range vols {
+		ss := storeStatus{allocated: v.store.AllocatedBytes(), size: v.store.Size(), pages: v.store.PageMap()}
+		ss.snapshots, ss.snapshotReserveUsed = v.snapshotStatus()
+		out[v] = ss
+	}
+	return out
+}
+
+func (g *Group) volumeStatusLocked(v *servedVolume, ss storeStatus, sessions []target.SessionInfo) VolumeStatus {
 	n := 0
 	for _, s := range sessions {
 		if s.TargetName == v.cfg.IQN {
@@ -148,18 +196,19 @@ func (g *Group) volumeStatusLocked(v *servedVolume, sessions []target.SessionInf
 		}
 	}
 	var allocated int64
-	for _, b := range v.store.AllocatedBytes() {
+	for _, b := range ss.allocated {
 		allocated += b
 	}
 	vs := VolumeStatus{
-		Name: v.cfg.Name, IQN: v.cfg.IQN, Serial: v.cfg.Serial, Size: v.store.Size(), Thin: v.cfg.Thin,
-		Allocated: allocated, PagesPerMember: v.store.PageMap().PagesPerMember(),
+		Name: v.cfg.Name, IQN: v.cfg.IQN, Serial: v.cfg.Serial, Size: ss.size, Thin: v.cfg.Thin,
+		Allocated: allocated, PagesPerMember: ss.pages.PagesPerMember(),
 		Forwarded: v.forwarded.Load(), Sessions: n, CHAPUser: v.cfg.CHAPUser,
 		CHAPSecretFile: CHAPSecretFile(g.dir, v.cfg.Name), Access: []string{},
 	}
 	for _, r := range v.cfg.Access {
 		vs.Access = append(vs.Access, r.String())
 	}
+	vs.Snapshots, vs.SnapshotReserveUsed = ss.snapshots, ss.snapshotReserveUsed
 	return vs
 }
 

@@ -24,6 +24,7 @@ type Volume struct {
 	mu    sync.RWMutex
 	pages PageMap
 	files map[int]*memberFile // by member number
+	snaps snapshotSet         // copy-on-write snapshots (snapshot.go)
 }
 
 // memberFile is one member's share of a volume. dirty says whether it
@@ -71,6 +72,10 @@ func OpenVolume(dir, name string, pages PageMap, thick bool) (*Volume, error) {
 			return nil, fmt.Errorf("volume %s: %w", name, err)
 		}
 		v.files[m] = f
+	}
+	if err := v.snaps.open(dir, name); err != nil {
+		v.Close()
+		return nil, fmt.Errorf("volume %s: snapshots: %w", name, err)
 	}
 	if thick {
 		if err := v.allocate(); err != nil {
@@ -177,6 +182,9 @@ func (v *Volume) WriteAt(p []byte, off int64) (int, error) {
 	if n, err := v.clip(len(p), off); err != nil || n < int64(len(p)) {
 		return 0, fmt.Errorf("volume %s: write of %d bytes at %d is past the end (%d)", v.name, len(p), off, v.pages.Size)
 	}
+	if err := v.preserve(off, int64(len(p))); err != nil {
+		return 0, fmt.Errorf("volume %s: %w", v.name, err)
+	}
 	err := v.pages.Split(off, int64(len(p)), func(e Extent) error {
 		f := v.files[e.Member]
 		_, err := f.WriteAt(p[e.Off-off:e.Off-off+e.Len], e.Off)
@@ -191,6 +199,9 @@ func (v *Volume) WriteAt(p []byte, off int64) (int, error) {
 
 // clip bounds an access of length bytes at off to the volume.
 func (v *Volume) clip(length int, off int64) (int64, error) {
+	if len(v.files) == 0 {
+		return 0, fmt.Errorf("volume %s is closed", v.name)
+	}
 	if off < 0 {
 		return 0, fmt.Errorf("volume %s: negative offset %d", v.name, off)
 	}
@@ -211,6 +222,9 @@ func (v *Volume) Unmap(off, length int64) error {
 	if off < 0 || length < 0 || off+length > v.pages.Size {
 		return fmt.Errorf("volume %s: unmap of %d bytes at %d is out of range", v.name, length, off)
 	}
+	if err := v.preserve(off, length); err != nil {
+		return fmt.Errorf("volume %s: %w", v.name, err)
+	}
 	return v.pages.Split(off, length, func(e Extent) error {
 		f := v.files[e.Member]
 		err := f.Unmap(e.Off, e.Len)
@@ -223,10 +237,14 @@ func (v *Volume) Unmap(off, length int64) error {
 // volume thin.
 func (v *Volume) WriteZeroes(off, length int64) error { return v.Unmap(off, length) }
 
-// Sync makes the member files written since the last Sync durable.
+// Sync makes the member files written since the last Sync durable,
+// after the snapshots' preserved data and bitmaps.
 func (v *Volume) Sync() error {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
+	if err := v.snaps.sync(); err != nil {
+		return fmt.Errorf("volume %s: snapshots: %w", v.name, err)
+	}
 	var errs []error
 	for _, f := range v.files {
 		if !f.dirty.Swap(false) {
@@ -249,6 +267,9 @@ func (v *Volume) Resize(size int64) error {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if err := v.preserveShrink(size); err != nil {
+		return fmt.Errorf("volume %s: %w", v.name, err)
+	}
 	for _, f := range v.files {
 		if err := f.Resize(size); err != nil {
 			return fmt.Errorf("volume %s: %w", v.name, err)
@@ -316,5 +337,5 @@ func (v *Volume) Close() error {
 		err = errors.Join(err, f.Close())
 		delete(v.files, m)
 	}
-	return err
+	return errors.Join(err, v.snaps.close())
 }

@@ -24,13 +24,18 @@ const (
 // disk.Disk that every port shares, the iSCSI target, and one forwarder
 // per online member.
 type servedVolume struct {
-	cfg       VolumeConfig // guarded by the group's mutex
-	store     *Volume
-	disk      *disk.Disk
-	target    *target.Target
-	units     map[int]*forwarder // by member number; read-only once served
-	lead      *forwarder         // serves sessions at the group IP
+	cfg    VolumeConfig // guarded by the group's mutex
+	store  *Volume
+	disk   *disk.Disk
+	target *target.Target
+	// units maps member numbers to forwarders. The map is never changed:
+	// a member that joins gets a new map (see addUnit), so that Execute
+	// reads it without a lock.
+	units     atomic.Pointer[map[int]*forwarder]
+	lead      *forwarder // serves sessions at the group IP
 	forwarded atomic.Uint64
+	// snapTargets serve its online snapshots (snapshot_serve.go).
+	snapTargets snapshotTargets
 }
 
 // Execute routes a command to the forwarder of the member whose port it
@@ -38,7 +43,7 @@ type servedVolume struct {
 // stayed at the group IP is served by the group lead, as the group IP
 // lives on the lead's ports on a real group.
 func (v *servedVolume) Execute(ctx context.Context, r *target.Request) target.Response {
-	if f, ok := v.units[memberOfTPGT(r.Nexus.TPGT)]; ok {
+	if f, ok := (*v.units.Load())[memberOfTPGT(r.Nexus.TPGT)]; ok {
 		return f.Execute(ctx, r)
 	}
 	return v.lead.Execute(ctx, r)
@@ -69,7 +74,7 @@ func (g *Group) addVolume(vc VolumeConfig) error {
 	g.mu.Lock()
 	g.volumes = append(g.volumes, v)
 	g.mu.Unlock()
-	return nil
+	return g.serveSnapshots(v)
 }
 
 func (g *Group) openVolume(vc VolumeConfig) (*servedVolume, error) {
@@ -83,13 +88,15 @@ func (g *Group) openVolume(vc VolumeConfig) (*servedVolume, error) {
 		store.Close()
 		return nil, fmt.Errorf("volume %s: %w", vc.Name, err)
 	}
-	v := &servedVolume{cfg: vc, store: store, disk: d, units: map[int]*forwarder{}}
+	v := &servedVolume{cfg: vc, store: store, disk: d}
+	units := map[int]*forwarder{}
 	for _, m := range g.members {
 		if m.state != MemberUninitialized {
-			v.units[m.Number()] = &forwarder{member: m, vol: v, latency: &g.forwardLatency}
+			units[m.Number()] = &forwarder{member: m, vol: v, latency: &g.forwardLatency}
 		}
 	}
-	v.lead = v.units[g.cfg.onlineMembers()[0]]
+	v.units.Store(&units)
+	v.lead = units[g.cfg.onlineMembers()[0]]
 	if v.target, err = g.newTarget(vc, v); err != nil {
 		store.Close()
 		return nil, err
@@ -179,7 +186,7 @@ func (g *Group) volumeByIQN(iqn string) *servedVolume {
 			return v
 		}
 	}
-	return nil
+	return g.volumeOfSnapshotIQNLocked(iqn) // snapshots redirect like their volume
 }
 
 // Volume returns a volume's storage, for tests and the management API.
@@ -202,7 +209,7 @@ func (g *Group) PageMap(name string) (PageMap, error) {
 }
 
 // CreateVolume adds a volume whose pages go to every online member, with
-// a fresh CHAP secret, and serves it at once.
+// the spec's CHAP secret or a fresh one, and serves it at once.
 func (g *Group) CreateVolume(vs VolumeSpec) (VolumeConfig, error) {
 	g.mu.Lock()
 	cfg := g.cfg
@@ -213,7 +220,7 @@ func (g *Group) CreateVolume(vs VolumeSpec) (VolumeConfig, error) {
 	if err != nil {
 		return VolumeConfig{}, err
 	}
-	if _, err := ensureSecret(CHAPSecretFile(g.dir, vc.Name)); err != nil {
+	if err := g.writeCHAPSecret(vc.Name, vs.CHAPSecret); err != nil {
 		return VolumeConfig{}, err
 	}
 	if err := g.addVolume(vc); err != nil {

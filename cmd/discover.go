@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/hitkit/hitkit/array"
 	"github.com/hitkit/hitkit/discovery"
 	"github.com/hitkit/hitkit/initiator"
 	"github.com/urfave/cli/v2"
@@ -22,11 +24,11 @@ func discoverCommand() *cli.Command {
 		}
 	}
 	flags = append(flags,
-		&cli.BoolFlag{Name: "uninitialized", Usage: "find uninitialised arrays (unicast UDP probe) instead of listing targets"},
-		&cli.StringSliceFlag{Name: "probe", Usage: "with --uninitialized: HOST, CIDR or FIRST-LAST range to probe (repeatable)"},
-		&cli.StringSliceFlag{Name: "subnet", Usage: "with --uninitialized: subnet CIDR to probe (repeatable; default: the local IPv4 subnets, capped to /24)"},
+		&cli.BoolFlag{Name: "uninitialized", Usage: "find uninitialised arrays (mDNS/DNS-SD and unicast UDP probe) instead of listing targets"},
+		&cli.StringSliceFlag{Name: "probe", Usage: "with --uninitialized: HOST, CIDR or FIRST-LAST range to probe by unicast, in 127.0.0.0/8 or 198.18.0.0/15 (repeatable; default: " + defaultProbeRange() + ", the lab's default range, when no --subnet is given)"},
+		&cli.StringSliceFlag{Name: "subnet", Usage: "with --uninitialized: ask mDNS only on the interfaces in this IPv4 CIDR; one in 127.0.0.0/8 is probed instead (repeatable; default: every local subnet)"},
+		&cli.BoolFlag{Name: "no-mdns", Usage: "with --uninitialized: do not ask mDNS, only probe"},
 		&cli.DurationFlag{Name: "timeout", Value: 8 * time.Second, Usage: "with --uninitialized: how long to wait for answers"},
-		&cli.IntFlag{Name: "probe-port", Value: discovery.ProbePort, Usage: "with --uninitialized: UDP port of the probe", Hidden: true},
 		jsonFlag(),
 	)
 	return &cli.Command{
@@ -85,109 +87,120 @@ type discoveredPortal struct {
 	TPGT    int    `json:"tpgt"`
 }
 
-// labProbeRanges are the only addresses `discover --uninitialized` sends
-// probes to: the lab answers on loopback (and in test namespaces on
-// 198.18.0.0/15), and nothing else should be probed.
-var labProbeRanges = []netip.Prefix{
-	netip.MustParsePrefix("127.0.0.0/8"),
-	netip.MustParsePrefix("198.18.0.0/15"),
-}
-
-func inLabRange(a netip.Addr) bool {
-	for _, p := range labProbeRanges {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
 type uninitializedArray struct {
-	Serial   string `json:"serial"`
-	Model    string `json:"model"`
-	Firmware string `json:"firmware"`
-	Address  string `json:"address"`
-	State    string `json:"state"`
+	Serial        string   `json:"serial"`
+	Model         string   `json:"model"`
+	Firmware      string   `json:"firmware"`
+	Address       string   `json:"address"`
+	State         string   `json:"state"`
+	Via           []string `json:"via"`
+	SetupEndpoint string   `json:"setup_endpoint,omitempty"`
+	Fingerprint   string   `json:"fingerprint,omitempty"`
 }
+
+// loopback is where the lab answers probes; it has no multicast, so a
+// --subnet there is probed by unicast instead of asked over mDNS.
+var loopback = netip.MustParsePrefix("127.0.0.0/8")
+
+// defaultProbeRange is what a run without --probe and --subnet probes:
+// the lab's default address plan (lab up without --base-ip).
+func defaultProbeRange() string { return netip.PrefixFrom(array.DefaultBaseIP, 24).Masked().String() }
 
 func discoverUninitialized(c *cli.Context) error {
-	timeout := c.Duration("timeout")
-	if timeout <= 0 {
-		return usagef("--timeout must be positive")
+	q, specs, err := uninitQuery(c)
+	if err != nil {
+		return err
 	}
-	var specs []string
-	specs = append(specs, c.StringSlice("probe")...)
-	for _, s := range c.StringSlice("subnet") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return usagef("--subnet %q: %v", s, err)
-		}
-		specs = append(specs, p.Masked().String())
-	}
-	explicit := len(specs) > 0
-	if !explicit {
-		nics, err := discovery.Interfaces()
-		if err != nil {
+	var links []discovery.MDNSLink
+	if !q.NoMDNS {
+		if links, err = discovery.MDNSLinks(q.Subnets); err != nil {
 			return err
 		}
-		for _, n := range nics {
-			if !n.Up {
-				continue
-			}
-			for _, p := range n.Addrs {
-				if !p.Addr().Is4() {
-					continue
-				}
-				if p.Bits() < 24 {
-					p = netip.PrefixFrom(p.Addr(), 24)
-				}
-				specs = append(specs, p.Masked().String())
-			}
-		}
+		warnUnmatchedSubnets(c, q.Subnets, links)
 	}
-	seen := map[netip.Addr]bool{}
-	var targets []netip.Addr
-	for _, s := range specs {
-		addrs, err := discovery.ParseProbeRange(s)
-		if err != nil {
-			return usagef("%v", err)
-		}
-		for _, a := range addrs {
-			if !inLabRange(a) {
-				if explicit {
-					return usagef("refusing to probe %s (in %s): the lab only answers on loopback (127.0.0.0/8, or 198.18.0.0/15 in test namespaces)", a, s)
-				}
-				continue // a local subnet outside the lab ranges: skipped
-			}
-			if !seen[a] {
-				seen[a] = true
-				targets = append(targets, a)
-			}
-		}
+	if len(links) == 0 && len(q.Probe) == 0 {
+		return usagef("nothing to ask: no multicast-capable interface is on the selected subnets, and nothing to probe (give --probe HOST|RANGE in 127.0.0.0/8, or a --subnet of an interface)")
 	}
-	if len(targets) == 0 {
-		return usagef("nothing to probe: give --probe HOST|RANGE or --subnet CIDR in 127.0.0.0/8 (the lab only answers on loopback)")
-	}
-	if port := c.Int("probe-port"); port <= 0 || port > 65535 {
-		return usagef("--probe-port %d out of range", port)
-	}
-	arrays, err := discovery.ProbeUninitialized(c.Context, targets, c.Int("probe-port"), timeout)
+	arrays, err := discovery.FindUninitialized(c.Context, q)
 	if err != nil {
 		return err
 	}
 	out := make([]uninitializedArray, 0, len(arrays))
 	for _, a := range arrays {
-		out = append(out, uninitializedArray{Serial: a.Serial, Model: a.Model, Firmware: a.Firmware, Address: a.Address, State: a.State})
+		out = append(out, uninitializedArray{Serial: a.Serial, Model: a.Model, Firmware: a.Firmware, Address: a.Address,
+			State: a.State, Via: a.Via, SetupEndpoint: a.SetupEndpoint, Fingerprint: a.Fingerprint})
 	}
 	if c.Bool("json") {
 		return printJSON(c, out)
 	}
 	if len(out) == 0 {
-		fmt.Fprintf(c.App.ErrWriter, "no uninitialised arrays answered (%d addresses probed)\n", len(targets))
+		in := ""
+		if len(specs) > 0 {
+			in = " in " + strings.Join(specs, " ")
+		}
+		fmt.Fprintf(c.App.ErrWriter, "no uninitialised arrays answered (mDNS asked on %d interfaces; %d addresses probed%s)\n", len(links), len(q.Probe), in)
 	}
 	rows := [][]string{}
 	for _, a := range out {
-		rows = append(rows, []string{a.Serial, a.Model, a.Firmware, a.Address, a.State})
+		rows = append(rows, []string{a.Serial, a.Model, a.Firmware, a.Address, a.State, strings.Join(a.Via, ",")})
 	}
-	return printTable(c, []string{"serial", "model", "firmware", "address", "state"}, rows)
+	return printTable(c, []string{"serial", "model", "firmware", "address", "state", "found by"}, rows)
+}
+
+// uninitQuery reads the flags: --probe ranges are probed; a --subnet in
+// 127.0.0.0/8 is probed too (loopback has no multicast), any other
+// selects the interfaces mDNS asks on. Without either, mDNS asks on every
+// local subnet and the lab's default range is probed. It also returns the
+// probe specs, for the message when nothing answers.
+func uninitQuery(c *cli.Context) (discovery.UninitQuery, []string, error) {
+	q := discovery.UninitQuery{Timeout: c.Duration("timeout"), NoMDNS: c.Bool("no-mdns")}
+	if q.Timeout <= 0 {
+		return q, nil, usagef("--timeout must be positive")
+	}
+	specs := c.StringSlice("probe")
+	for _, s := range c.StringSlice("subnet") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil || !p.Addr().Is4() {
+			return q, nil, usagef("--subnet %q is not an IPv4 CIDR such as 198.18.1.0/24", s)
+		}
+		p = p.Masked()
+		if loopback.Contains(p.Addr()) && p.Bits() >= loopback.Bits() {
+			specs = append(specs, p.String())
+			continue
+		}
+		q.Subnets = append(q.Subnets, p)
+	}
+	if len(specs) == 0 && len(q.Subnets) == 0 {
+		specs = []string{defaultProbeRange()}
+	}
+	seen := map[netip.Addr]bool{}
+	for _, s := range specs {
+		addrs, err := discovery.ParseProbeRange(s)
+		if err != nil {
+			return q, nil, usagef("%v", err)
+		}
+		for _, a := range addrs {
+			if !discovery.Probeable(a) {
+				return q, nil, usagef("refusing to probe %s (in %s): the lab only answers probes on loopback (127.0.0.0/8, or 198.18.0.0/15 in test namespaces)", a, s)
+			}
+			if !seen[a] {
+				seen[a] = true
+				q.Probe = append(q.Probe, a)
+			}
+		}
+	}
+	return q, specs, nil
+}
+
+// warnUnmatchedSubnets says which --subnet has no interface to ask on.
+func warnUnmatchedSubnets(c *cli.Context, subnets []netip.Prefix, links []discovery.MDNSLink) {
+	for _, s := range subnets {
+		matched := false
+		for _, l := range links {
+			matched = matched || s.Overlaps(l.Subnet)
+		}
+		if !matched {
+			fmt.Fprintf(c.App.ErrWriter, "hitkit: no up, multicast-capable interface has an address in --subnet %s; mDNS does not ask there\n", s)
+		}
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/hitkit/hitkit/array"
 	"github.com/hitkit/hitkit/array/mgmt"
 	"github.com/hitkit/hitkit/array/responder"
+	"github.com/hitkit/hitkit/array/setup"
 	"github.com/urfave/cli/v2"
 )
 
@@ -68,7 +69,7 @@ func labUpCommand() *cli.Command {
 		Flags: []cli.Flag{
 			labDirFlag(),
 			&cli.StringFlag{Name: "name", Value: array.DefaultGroupName, Usage: "group name, part of every volume's IQN"},
-			&cli.IntFlag{Name: "members", Value: array.DefaultMembers, Usage: "initialised members"},
+			&cli.IntFlag{Name: "members", Value: array.DefaultMembers, Usage: "initialised members; 0 makes a site with no group yet, for hitkit setup-array to create"},
 			&cli.IntFlag{Name: "ports-per-member", Value: array.DefaultPortsPerMember, Usage: "Ethernet ports of each member (1 to 9)"},
 			&cli.StringSliceFlag{Name: "volume", Usage: "a volume as NAME:SIZE[:thick], e.g. vol1:1GiB (repeatable; default vol1:1GiB)"},
 			&cli.IntFlag{Name: "uninitialized", Value: array.DefaultUninitialized, Usage: "members waiting for the setup wizard"},
@@ -77,6 +78,7 @@ func labUpCommand() *cli.Command {
 			&cli.DurationFlag{Name: "forward-latency", Value: array.DefaultForwardLatency, Usage: "latency added to I/O that a member forwards"},
 			&cli.BoolFlag{Name: "foreground", Usage: "stay attached instead of running in the background"},
 			&cli.BoolFlag{Name: "no-power-on-attention", Usage: "skip the UNIT ATTENTION a new I_T nexus sees first (libiscsi's iscsi-perf cannot retry it after a reconnect)"},
+			mdnsInterfaceFlag(),
 			jsonFlag(),
 		},
 		Action: runLabUp,
@@ -144,8 +146,15 @@ func groupSpec(c *cli.Context) (array.Spec, error) {
 		Name: c.String("name"), BaseIP: base, Members: c.Int("members"), PortsPerMember: c.Int("ports-per-member"),
 		Uninitialized: c.Int("uninitialized"), PageSize: pageSize, ForwardLatency: c.Duration("forward-latency"),
 	}
-	if spec.Members < 1 || spec.PortsPerMember < 1 || spec.Uninitialized < 0 || spec.ForwardLatency < 0 {
-		return spec, usagef("--members and --ports-per-member must be at least 1, --uninitialized and --forward-latency at least 0")
+	if spec.Members < 0 || spec.PortsPerMember < 1 || spec.Uninitialized < 0 || spec.ForwardLatency < 0 {
+		return spec, usagef("--ports-per-member must be at least 1, --members, --uninitialized and --forward-latency at least 0")
+	}
+	if spec.Members == 0 {
+		// A site with no group yet: the setup wizard forms it.
+		if spec.Uninitialized == 0 || c.IsSet("volume") {
+			return spec, usagef("--members 0 makes a site with no group yet: give --uninitialized 1 or more members for the setup wizard, and no --volume")
+		}
+		spec.Members = -1 // Spec's zero means the default
 	}
 	if spec.Uninitialized == 0 {
 		spec.Uninitialized = -1 // Spec's zero means the default
@@ -236,7 +245,7 @@ func logTail(path string, n int64) string {
 
 // runGroupForeground serves the group until SIGINT, SIGTERM or `lab down`.
 func runGroupForeground(c *cli.Context, dir string) error {
-	opts := array.Options{NoPowerOnAttention: c.Bool("no-power-on-attention"), Services: []array.Service{mgmt.New(), responder.New()}}
+	opts := labServices(c)
 	g, err := array.Open(dir, opts)
 	if err != nil {
 		return err
@@ -263,17 +272,36 @@ func runGroupForeground(c *cli.Context, dir string) error {
 	}
 }
 
+// labServices are the services of a lab site: the setup endpoints and
+// the discovery responder of its uninitialised members, announcing them,
+// and the management API once the site holds a group.
+func labServices(c *cli.Context) array.Options {
+	setupSvc := setup.New()
+	resp := withMDNS(c, responder.New())
+	resp.SetupInfo = func(m int) (string, string) {
+		url, fp, _ := setupSvc.Endpoint(m)
+		return url, fp
+	}
+	return array.Options{
+		NoPowerOnAttention: c.Bool("no-power-on-attention"),
+		Services:           []array.Service{setupSvc, resp},
+		GroupServices:      []array.Service{mgmt.New()},
+	}
+}
+
 // labUpOutput is what `lab up --json` prints.
 type labUpOutput struct {
-	Group             string        `json:"group"`
-	Dir               string        `json:"dir"`
-	PID               int           `json:"pid"`
-	GroupIP           string        `json:"group_ip"`
-	AdminPasswordFile string        `json:"admin_password_file"`
-	ManagementAPI     string        `json:"management_api"`
-	CertFingerprint   string        `json:"cert_fingerprint_sha256"`
-	Volumes           []labUpVolume `json:"volumes"`
-	Members           []labUpMember `json:"members"`
+	Group             string `json:"group"`
+	Dir               string `json:"dir"`
+	PID               int    `json:"pid"`
+	GroupIP           string `json:"group_ip"`
+	AdminPasswordFile string `json:"admin_password_file"`
+	ManagementAPI     string `json:"management_api"`
+	CertFingerprint   string `json:"cert_fingerprint_sha256"`
+	// MembershipPasswordFile lets another member join (setup-array --join).
+	MembershipPasswordFile string        `json:"membership_password_file,omitempty"`
+	Volumes                []labUpVolume `json:"volumes"`
+	Members                []labUpMember `json:"members"`
 }
 
 type labUpVolume struct {
@@ -289,19 +317,24 @@ type labUpMember struct {
 	Name   string   `json:"name,omitempty"`
 	State  string   `json:"state"`
 	Ports  []string `json:"ports"`
+	// SetupEndpoint and SetupFingerprint are an uninitialised member's
+	// setup endpoint and its certificate's SHA-256, for setup-array.
+	SetupEndpoint    string `json:"setup_endpoint,omitempty"`
+	SetupFingerprint string `json:"setup_fingerprint,omitempty"`
 }
 
 func printLabUp(c *cli.Context, st array.Status) error {
-	out := labUpOutput{
-		Group: st.Name, Dir: st.Dir, PID: st.PID, GroupIP: st.GroupAddr, AdminPasswordFile: st.AdminPasswordFile,
-		ManagementAPI: "https://" + st.ManagementAddr, Volumes: []labUpVolume{}, Members: []labUpMember{},
+	out := labUpOutput{Group: st.Name, Dir: st.Dir, PID: st.PID, Volumes: []labUpVolume{}, Members: []labUpMember{}}
+	if st.Name != "" {
+		out.GroupIP, out.AdminPasswordFile, out.MembershipPasswordFile = st.GroupAddr, st.AdminPasswordFile, st.MembershipPasswordFile
+		out.ManagementAPI = "https://" + st.ManagementAddr
+		out.CertFingerprint, _ = mgmt.FingerprintFile(st.Dir)
 	}
-	out.CertFingerprint, _ = mgmt.FingerprintFile(st.Dir)
 	for _, v := range st.Volumes {
 		out.Volumes = append(out.Volumes, labUpVolume{Name: v.Name, Size: v.Size, IQN: v.IQN, CHAPUser: v.CHAPUser, CHAPSecretFile: v.CHAPSecretFile})
 	}
 	for _, m := range st.Members {
-		lm := labUpMember{Number: m.Number, Name: m.Name, State: string(m.State), Ports: []string{}}
+		lm := labUpMember{Number: m.Number, Name: m.Name, State: string(m.State), Ports: []string{}, SetupEndpoint: m.SetupEndpoint, SetupFingerprint: m.SetupFingerprint}
 		for _, p := range m.Ports {
 			lm.Ports = append(lm.Ports, p.Addr)
 		}
@@ -311,15 +344,32 @@ func printLabUp(c *cli.Context, st array.Status) error {
 		return printJSON(c, out)
 	}
 	w := c.App.Writer
+	if out.Group == "" {
+		fmt.Fprintf(w, "the lab site is serving (pid %d, state in %s) and holds no group yet: create one with hitkit setup-array\n", out.PID, out.Dir)
+		printSetupEndpoints(w, st)
+		return nil
+	}
 	fmt.Fprintf(w, "group %s is serving (pid %d, state in %s)\n", out.Group, out.PID, out.Dir)
 	fmt.Fprintf(w, "group IP:        %s\n", out.GroupIP)
 	fmt.Fprintf(w, "admin password:  %s\n", out.AdminPasswordFile)
+	fmt.Fprintf(w, "membership password: %s\n", out.MembershipPasswordFile)
 	fmt.Fprintf(w, "management API:  %s (certificate SHA-256 %s)\n", out.ManagementAPI, out.CertFingerprint)
+	printSetupEndpoints(w, st)
 	rows := [][]string{}
 	for _, v := range out.Volumes {
 		rows = append(rows, []string{v.Name, formatBytes(v.Size), v.IQN, v.CHAPUser, v.CHAPSecretFile})
 	}
 	return printTable(c, []string{"volume", "size", "iqn", "chap user", "chap secret file"}, rows)
+}
+
+// printSetupEndpoints says where each uninitialised member waits for the
+// setup wizard.
+func printSetupEndpoints(w io.Writer, st array.Status) {
+	for _, m := range st.Members {
+		if m.State == array.MemberUninitialized && m.SetupEndpoint != "" {
+			fmt.Fprintf(w, "member %d (serial %s) waits for setup at %s (certificate SHA-256 %s)\n", m.Number, m.Serial, m.SetupEndpoint, m.SetupFingerprint)
+		}
+	}
 }
 
 func labStatusCommand() *cli.Command {
@@ -353,8 +403,15 @@ func notRunningHint(err error, dir string) error {
 
 func printLabStatus(c *cli.Context, st array.Status) error {
 	w := c.App.Writer
-	fmt.Fprintf(w, "group %s, group IP %s (%s, %d sessions), pid %d, forwarding latency %v\n\n",
-		st.Name, st.GroupAddr, st.GroupPort.State, st.GroupPort.Sessions, st.PID, time.Duration(st.ForwardLatency))
+	if st.Name == "" {
+		fmt.Fprintf(w, "lab site with no group yet, pid %d: create one with hitkit setup-array\n", st.PID)
+	} else {
+		fmt.Fprintf(w, "group %s, group IP %s (%s, %d sessions), pid %d, forwarding latency %v\n",
+			st.Name, st.GroupAddr, st.GroupPort.State, st.GroupPort.Sessions, st.PID, time.Duration(st.ForwardLatency))
+		fmt.Fprintf(w, "admin password in %s, membership password in %s\n", st.AdminPasswordFile, st.MembershipPasswordFile)
+	}
+	printSetupEndpoints(w, st)
+	fmt.Fprintln(w)
 	rows := [][]string{}
 	for _, m := range st.Members {
 		name := m.Name
@@ -379,10 +436,10 @@ func printLabStatus(c *cli.Context, st array.Status) error {
 	rows = [][]string{}
 	for _, v := range st.Volumes {
 		rows = append(rows, []string{v.Name, formatBytes(v.Size), formatBytes(v.Allocated), v.IQN, formatPages(v.PagesPerMember),
-			strconv.FormatUint(v.Forwarded, 10), strconv.Itoa(v.Sessions)})
+			strconv.FormatUint(v.Forwarded, 10), strconv.Itoa(v.Sessions), strconv.Itoa(v.Snapshots), formatBytes(v.SnapshotReserveUsed)})
 	}
 	fmt.Fprintln(w)
-	if err := printTable(c, []string{"volume", "size", "allocated", "iqn", "pages per member", "forwarded", "sessions"}, rows); err != nil {
+	if err := printTable(c, []string{"volume", "size", "allocated", "iqn", "pages per member", "forwarded", "sessions", "snapshots", "reserve used"}, rows); err != nil {
 		return err
 	}
 	if len(st.Sessions) > 0 {
@@ -612,4 +669,24 @@ func processAlive(pid int) bool {
 	// The state follows the command name, which is in parentheses.
 	rest := stat[bytes.LastIndexByte(stat, ')')+1:]
 	return !bytes.HasPrefix(bytes.TrimSpace(rest), []byte("Z"))
+}
+
+// mdnsEnv carries `lab up --mdns-interface` to the background group,
+// which is `lab up --foreground` run again with this environment.
+const mdnsEnv = "HITKIT_LAB_MDNS_INTERFACE"
+
+// mdnsInterfaceFlag is `lab up --mdns-interface IF`.
+func mdnsInterfaceFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:    "mdns-interface",
+		EnvVars: []string{mdnsEnv},
+		Usage:   "also announce the uninitialised members over mDNS on this interface (its IPv4 address); loopback has no multicast, so use a veth, e.g. in a test namespace. Default: no mDNS",
+		Action:  func(_ *cli.Context, v string) error { return os.Setenv(mdnsEnv, v) },
+	}
+}
+
+// withMDNS sets the lab responder's mDNS interface from --mdns-interface.
+func withMDNS(c *cli.Context, r *responder.Responder) *responder.Responder {
+	r.MDNSInterface = c.String("mdns-interface")
+	return r
 }

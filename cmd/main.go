@@ -88,12 +88,16 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			daemonCommand(),
 			mpioCommand(),
 			tuneCommand(),
+			setupArrayCommand(),
 		},
 		// urfave/cli prints usage and returns an error for bad flags; map it to exit 2.
 		OnUsageError: func(c *cli.Context, err error, isSubcommand bool) error {
 			return usageError{err.Error()}
 		},
 		HideHelpCommand: true,
+		// cli.Exit errors reach run(), which prints them and returns their
+		// code; urfave/cli's default handler would call os.Exit itself.
+		ExitErrHandler: func(*cli.Context, error) {},
 	}
 }
 

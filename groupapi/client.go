@@ -252,9 +252,14 @@ func (c *Client) ResizeVolume(name string, size int64, shrink bool) (Volume, err
 	return v, nil
 }
 
-// DeleteVolume deletes a volume (the lab answers 501 for now).
-func (c *Client) DeleteVolume(name string) error {
-	return c.do(http.MethodDelete, volPath(name, ""), nil, nil)
+// DeleteVolume deletes a volume with its snapshots. The group refuses a
+// volume that still has sessions unless force is set, which drops them.
+func (c *Client) DeleteVolume(name string, force bool) error {
+	path := volPath(name, "")
+	if force {
+		path += "?force=true"
+	}
+	return c.do(http.MethodDelete, path, nil, nil)
 }
 
 // Access fetches a volume's access control records.

@@ -1,6 +1,7 @@
 package disk
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/hitkit/hitkit/array/target"
@@ -108,6 +109,9 @@ func errTaskAborted() error { return &cmdError{status: scsi.StatusTaskAborted} }
 // errMedium turns a backend failure into MEDIUM ERROR: UNRECOVERED READ
 // ERROR or WRITE ERROR. The cause stays in the error for the log.
 func errMedium(write bool, cause error) error {
+	if errors.Is(cause, ErrSpaceAllocationFailed) {
+		return errSpaceAllocation(cause)
+	}
 	asc := uint8(0x11)
 	if write {
 		asc = 0x0c

@@ -144,13 +144,19 @@ func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) {
 			acl = nil // the default: the volume's own CHAP user
 		}
 	}
+	if req.CHAPSecret != "" {
+		if err := array.CheckCHAPSecret(req.CHAPSecret); err != nil {
+			writeError(w, http.StatusBadRequest, "volume "+req.Name+": "+err.Error())
+			return
+		}
+	}
 	s.change.Lock()
 	defer s.change.Unlock()
 	if slices.ContainsFunc(s.g.Config().Volumes, func(v array.VolumeConfig) bool { return v.Name == req.Name }) {
 		writeError(w, http.StatusConflict, fmt.Sprintf("volume %q already exists; pick another name", req.Name))
 		return
 	}
-	vc, err := s.g.CreateVolume(array.VolumeSpec{Name: req.Name, Size: req.Size, Thick: req.Thick, Access: acl})
+	vc, err := s.g.CreateVolume(array.VolumeSpec{Name: req.Name, Size: req.Size, Thick: req.Thick, Access: acl, CHAPSecret: req.CHAPSecret})
 	if err != nil {
 		writeError(w, http.StatusUnprocessableEntity, err.Error())
 		return
@@ -197,11 +203,26 @@ func (s *Server) resizeVolume(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, nv)
 }
 
+// deleteVolume deletes a volume with its snapshots; one with sessions
+// is refused with 409 unless ?force=true.
 func (s *Server) deleteVolume(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.volume(w, r); !ok {
+	s.change.Lock()
+	defer s.change.Unlock()
+	v, ok := s.volume(w, r)
+	if !ok {
 		return
 	}
-	writeError(w, http.StatusNotImplemented, "deleting volumes is not implemented by the lab group yet; the volume is unchanged")
+	force, err := parseForce(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := s.g.DeleteVolume(v.Name, force); err != nil {
+		snapshotFailed(w, err)
+		return
+	}
+	s.event("volume-deleted", v.Name, fmt.Sprintf("deleted %s with its snapshots (force=%v)", v.IQN, force), r)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) getAccess(w http.ResponseWriter, r *http.Request) {

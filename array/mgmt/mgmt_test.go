@@ -368,13 +368,12 @@ func TestResources(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 
-	err = c.DeleteVolume("data")
-	var se *groupapi.StatusError
-	if !errors.As(err, &se) || se.Status != 501 || !strings.Contains(se.Message, "not implemented") {
-		t.Fatalf("delete: %v, want 501", err)
+	if err := c.DeleteVolume("data", false); err != nil {
+		t.Fatalf("delete: %v", err)
 	}
-	if _, err := c.Volume("data"); err != nil {
-		t.Fatalf("the volume is gone after a refused delete: %v", err)
+	var se *groupapi.StatusError
+	if _, err := c.Volume("data"); !errors.As(err, &se) || se.Status != 404 {
+		t.Fatalf("deleted volume: %v, want 404", err)
 	}
 	if _, err := c.Volume("nosuch"); !errors.As(err, &se) || se.Status != 404 {
 		t.Fatalf("missing volume: %v, want 404", err)
@@ -388,7 +387,7 @@ func TestResources(t *testing.T) {
 	for _, e := range ev {
 		kinds = append(kinds, e.Kind)
 	}
-	if want := []string{"volume-created", "volume-resized", "volume-resized", "access-changed"}; !reflect.DeepEqual(kinds, want) {
+	if want := []string{"volume-created", "volume-resized", "volume-resized", "access-changed", "volume-deleted"}; !reflect.DeepEqual(kinds, want) {
 		t.Fatalf("events %v, want %v", kinds, want)
 	}
 }
@@ -436,7 +435,7 @@ func TestBadRequests(t *testing.T) {
 		{"access malformed", "PUT", "/api/v1/volumes/vol1/access", `{"records":`, 400},
 		{"access unknown field", "PUT", "/api/v1/volumes/vol1/access", `{"records":[{"network":"127.0.0.0/8","who":"me"}]}`, 400},
 		{"access drops CHAP", "PUT", "/api/v1/volumes/vol1/access", `{"records":[{"network":"127.0.0.0/8"}]}`, 422},
-		{"delete", "DELETE", "/api/v1/volumes/vol1", ``, 501},
+		{"delete with a bad force", "DELETE", "/api/v1/volumes/vol1?force=maybe", ``, 400},
 		{"unknown endpoint", "GET", "/api/v1/nothing", ``, 404},
 		{"wrong method", "PUT", "/api/v1/group", `{}`, 405},
 		{"wrong method on a volume", "POST", "/api/v1/volumes/vol1", `{}`, 405},

@@ -67,6 +67,8 @@ type Server struct {
 	events []groupapi.Event
 	seq    uint64
 	change sync.Mutex
+
+	guesses passwordGuesses // wrong admin passwords per remote address
 }
 
 // New returns a management API server with the defaults.
@@ -190,6 +192,7 @@ func (s *Server) Handler() http.Handler {
 	auth("GET /api/v1/volumes/{name}/access", s.getAccess)
 	auth("PUT /api/v1/volumes/{name}/access", s.setAccess)
 	auth("GET /api/v1/volumes/{name}/pagemap", s.getPageMap)
+	s.snapshotRoutes(auth)
 	auth("GET /api/v1/stats", s.getStats)
 	auth("GET /api/v1/events", s.getEvents)
 	mux.Handle("/", s.authenticate(func(w http.ResponseWriter, r *http.Request) {
@@ -249,11 +252,15 @@ func (s *Server) passwordOK(p []byte) bool {
 func (s *Server) authenticate(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if user, pw, ok := r.BasicAuth(); ok {
+			if s.guesses.refuse(w, r) {
+				return
+			}
 			userOK := subtle.ConstantTimeCompare([]byte(user), []byte(adminUser)) == 1
 			if s.passwordOK([]byte(pw)) && userOK {
 				h(w, r)
 				return
 			}
+			s.guesses.fail(r)
 		} else if tok, ok := bearer(r); ok && s.tokenOK(tok) {
 			h(w, r)
 			return
@@ -287,10 +294,11 @@ func (s *Server) tokenOK(tok string) bool {
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	var req groupapi.LoginRequest
-	if !decode(w, r, &req) {
+	if !decode(w, r, &req) || s.guesses.refuse(w, r) {
 		return
 	}
 	if !s.passwordOK([]byte(req.Password)) {
+		s.guesses.fail(r)
 		s.event("login-failed", "", "wrong password at POST /api/v1/login", r)
 		writeError(w, http.StatusUnauthorized, "wrong password: use the group admin password")
 		return

@@ -5,6 +5,10 @@
 //
 // A probe is the datagram {"probe":"hitkit"}; the answer is one JSON
 // datagram (see Answer). Anything else is ignored.
+//
+// When told an interface (MDNSInterface), it also announces those members
+// over mDNS/DNS-SD there (see mdns.go). Each member stops answering, and
+// stops being announced, once it is initialised.
 package responder
 
 import (
@@ -31,7 +35,8 @@ const (
 	Firmware = "lab-1.0"
 )
 
-// SetupPort is the placeholder port of a member's setup endpoint.
+// SetupPort is the port of a member's placeholder setup endpoint, used
+// when no SetupInfo is given.
 const SetupPort = 8444
 
 // maxDatagram bounds what is read; larger probes are truncated and ignored.
@@ -60,10 +65,21 @@ type Answer struct {
 type Responder struct {
 	// Logger overrides the group's logger.
 	Logger logrus.FieldLogger
+	// MDNSInterface, when set, is the interface the members are announced
+	// on over mDNS, with its first IPv4 address. Empty: no mDNS (a host's
+	// real interfaces are never used unless named here).
+	MDNSInterface string
+	// SetupInfo gives member m's setup endpoint and the SHA-256
+	// fingerprint of its certificate (the setup service provides it). It
+	// is asked on every answer. Nil: a placeholder endpoint on SetupPort
+	// and no fingerprint.
+	SetupInfo func(member int) (endpoint, fingerprint string)
 
+	g     *array.Group
 	log   logrus.FieldLogger
 	mu    sync.Mutex
 	conns []*net.UDPConn
+	ann   *announcer
 	wg    sync.WaitGroup
 }
 
@@ -92,16 +108,19 @@ func MACs(serial string, n int) []string {
 	return out
 }
 
-// Start listens for each uninitialised member of g.
+// Start listens for each uninitialised member of g, and starts the mDNS
+// announcer when MDNSInterface is set.
 func (r *Responder) Start(g *array.Group) error {
+	r.g = g
 	r.log = r.Logger
 	if r.log == nil {
 		r.log = g.Logger()
 	}
 	r.log = r.log.WithField("service", "responder")
-	base := g.Config().BaseIP
-	for _, m := range g.Status().Members {
-		if m.State != array.MemberUninitialized {
+	cfg := g.Config()
+	base := cfg.BaseIP
+	for _, m := range cfg.Members {
+		if m.Initialized {
 			continue
 		}
 		addr, err := Addr(base, m.Number)
@@ -114,31 +133,52 @@ func (r *Responder) Start(g *array.Group) error {
 			r.Close()
 			return fmt.Errorf("responder: member %d: %w", m.Number, err)
 		}
-		n := len(m.Ports)
-		if n < 1 {
-			n = 1
-		}
-		ans, err := json.Marshal(Answer{
-			Serial: m.Serial, Model: Model, Firmware: Firmware,
-			MACs: MACs(m.Serial, n), State: string(array.MemberUninitialized),
-			SetupEndpoint: fmt.Sprintf("https://%s", netip.AddrPortFrom(addr.Addr(), SetupPort)),
-		})
-		if err != nil {
-			conn.Close()
-			r.Close()
-			return err
-		}
 		r.mu.Lock()
 		r.conns = append(r.conns, conn)
 		r.mu.Unlock()
 		r.log.WithFields(logrus.Fields{"member": m.Number, "serial": m.Serial, "addr": addr.String()}).Info("discovery responder listening")
 		r.wg.Add(1)
-		go r.serve(conn, ans)
+		go r.serve(conn, m.Number, addr.Addr())
+	}
+	if r.MDNSInterface != "" {
+		ann, err := startAnnouncer(r, r.MDNSInterface)
+		if err != nil {
+			r.Close()
+			return fmt.Errorf("responder: mDNS on %q: %w", r.MDNSInterface, err)
+		}
+		r.mu.Lock()
+		r.ann = ann
+		r.mu.Unlock()
 	}
 	return nil
 }
 
-func (r *Responder) serve(conn *net.UDPConn, ans []byte) {
+// answer is what member number says of itself when reached at addr, or
+// false once it is initialised (or gone). It reads the group's
+// configuration, not Status: Status also waits for every volume's lock,
+// which a rebalancing join holds.
+func (r *Responder) answer(number int, addr netip.Addr) (Answer, bool) {
+	cfg := r.g.Config()
+	if number < 1 || number > len(cfg.Members) || cfg.Members[number-1].Initialized {
+		return Answer{}, false
+	}
+	mc := cfg.Members[number-1]
+	a := Answer{
+		Serial: mc.Serial, Model: Model, Firmware: Firmware,
+		MACs: MACs(mc.Serial, cfg.SetupPortsPerMember()), State: string(array.MemberUninitialized),
+	}
+	a.SetupEndpoint, a.Fingerprint = r.setupInfo(number, addr)
+	return a, true
+}
+
+func (r *Responder) setupInfo(number int, addr netip.Addr) (endpoint, fingerprint string) {
+	if r.SetupInfo != nil {
+		return r.SetupInfo(number)
+	}
+	return fmt.Sprintf("https://%s", netip.AddrPortFrom(addr, SetupPort)), ""
+}
+
+func (r *Responder) serve(conn *net.UDPConn, number int, addr netip.Addr) {
 	defer r.wg.Done()
 	buf := make([]byte, maxDatagram+1)
 	for {
@@ -154,7 +194,16 @@ func (r *Responder) serve(conn *net.UDPConn, ans []byte) {
 			r.log.WithField("from", from.String()).Debug("responder: ignored a datagram that is not a probe")
 			continue
 		}
-		if _, err := conn.WriteToUDPAddrPort(ans, from); err != nil {
+		a, ok := r.answer(number, addr)
+		if !ok {
+			r.log.WithField("member", number).Debug("responder: the member is initialised; probe not answered")
+			continue
+		}
+		b, err := json.Marshal(a)
+		if err != nil {
+			continue
+		}
+		if _, err := conn.WriteToUDPAddrPort(b, from); err != nil {
 			r.log.WithError(err).Debug("responder write")
 		}
 	}
@@ -170,12 +219,15 @@ func isProbe(b []byte) bool {
 	return p.Probe == ProbeMagic
 }
 
-// Close stops listening.
+// Close stops listening and announcing.
 func (r *Responder) Close() error {
 	r.mu.Lock()
-	conns := r.conns
-	r.conns = nil
+	conns, ann := r.conns, r.ann
+	r.conns, r.ann = nil, nil
 	r.mu.Unlock()
+	if ann != nil {
+		ann.close()
+	}
 	for _, c := range conns {
 		c.Close()
 	}

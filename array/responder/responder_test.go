@@ -20,6 +20,13 @@ import (
 
 func startGroup(t *testing.T) (*array.Group, netip.Addr) {
 	t.Helper()
+	return startGroupWith(t, responder.New())
+}
+
+// startGroupWith starts a lab group of one member and one uninitialised
+// member, with r as its only service, on a random 127.0.x.0 base.
+func startGroupWith(t *testing.T, r *responder.Responder) (*array.Group, netip.Addr) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the lab group binds 127.0.x.y addresses")
 	}
@@ -33,7 +40,7 @@ func startGroup(t *testing.T) (*array.Group, netip.Addr) {
 	for range 5 {
 		base := netip.AddrFrom4([4]byte{127, 0, byte(100 + rand.IntN(100)), 0})
 		spec := array.Spec{BaseIP: base, Members: 1, Uninitialized: 1, Volumes: []array.VolumeSpec{{Name: "vol1", Size: 8 << 20}}}
-		if g, err = array.Start(dir, spec, array.Options{Logger: l, NoControlSocket: true, Services: []array.Service{responder.New()}}); err == nil {
+		if g, err = array.Start(dir, spec, array.Options{Logger: l, NoControlSocket: true, Services: []array.Service{r}}); err == nil {
 			t.Cleanup(func() { g.Close() })
 			return g, base
 		}
