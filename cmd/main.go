@@ -87,8 +87,12 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			labCommand(),
 			daemonCommand(),
 			mpioCommand(),
-			tuneCommand(),
+			snapshotCommand(),
+			backupCommand(),
+			restoreCommand(),
+			healthCommand(),
 			setupArrayCommand(),
+			tuneCommand(),
 		},
 		// urfave/cli prints usage and returns an error for bad flags; map it to exit 2.
 		OnUsageError: func(c *cli.Context, err error, isSubcommand bool) error {

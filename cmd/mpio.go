@@ -72,6 +72,7 @@ func mpioConnectCommand() *cli.Command {
 			&cli.StringFlag{Name: "policy", Value: string(mpio.PolicyLQD), Usage: "path policy: lqd, rr or failover"},
 			&cli.DurationFlag{Name: "no-path-timeout", Value: mpio.DefaultNoPathTimeout, Usage: "how long I/O waits when every path is down (negative: for ever)"},
 			&cli.BoolFlag{Name: "login-at-boot", Usage: "reconnect the volume whenever hitkitd starts"},
+			&cli.BoolFlag{Name: "read-only", Usage: "export the volume read-only (a read-only loop device; writes are refused)"},
 			jsonFlag(),
 		}, daemonDirFlags()...),
 		Action: mpioConnect,
@@ -118,6 +119,7 @@ func connectRequest(c *cli.Context) (daemon.ConnectRequest, error) {
 		Policy: c.String("policy"), NoPathTimeout: c.Duration("no-path-timeout").String(),
 		LoginAtBoot: c.Bool("login-at-boot"),
 		GroupAPI:    strings.TrimSpace(c.String("group-api")), GroupFingerprint: strings.TrimSpace(c.String("group-fingerprint")),
+		ReadOnly: c.Bool("read-only"),
 	}
 	if req.Name == "" {
 		req.Name = req.Target[strings.LastIndex(req.Target, ":")+1:]

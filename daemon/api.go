@@ -57,6 +57,10 @@ type ConnectRequest struct {
 	Policy        string `json:"policy,omitempty"`
 	NoPathTimeout string `json:"no_path_timeout,omitempty"` // a time.ParseDuration string
 	LoginAtBoot   bool   `json:"login_at_boot,omitempty"`
+	// ReadOnly exports the volume read-only: the loop device is attached
+	// read-only, the NBD export says so, and writes are refused before
+	// they reach the array (for mounted snapshots).
+	ReadOnly bool `json:"read_only,omitempty"`
 }
 
 // Defaults of ConnectRequest fields left zero.
@@ -116,7 +120,20 @@ type VolumeInfo struct {
 	Link        string `json:"link"`
 	NBDURI      string `json:"nbd_uri"`
 	LoginAtBoot bool   `json:"login_at_boot"`
+	// GroupAPI (HOST[:PORT]) and GroupFingerprint are the group's
+	// management API, when the volume was connected with it, so that
+	// `hitkit health` can ask the group too. The admin password is never
+	// reported.
+	GroupAPI         string `json:"group_api,omitempty"`
+	GroupFingerprint string `json:"group_fingerprint,omitempty"`
 	mpio.Status
+}
+
+// SavedVolumes are the --login-at-boot volumes that hitkitd keeps in its
+// state directory, secrets included: what should be connected, for
+// `hitkit health`, even while hitkitd is down.
+func SavedVolumes(stateDir string) ([]ConnectRequest, error) {
+	return (&store{dir: stateDir}).load()
 }
 
 // Request is one call on the control socket.
@@ -131,4 +148,7 @@ type Response struct {
 	Error   string       `json:"error,omitempty"`
 	Volumes []VolumeInfo `json:"volumes,omitempty"`
 	PID     int          `json:"pid,omitempty"`
+	// Connect answers a "request" op: how a connected volume was
+	// connected, secrets included (the socket is root's alone).
+	Connect *ConnectRequest `json:"connect,omitempty"`
 }

@@ -82,6 +82,8 @@ func (d *Daemon) handle(ctx context.Context, req Request) Response {
 		}
 	case "disconnect":
 		err = d.disconnect(req.Name)
+	case "request":
+		resp.Connect, err = d.request(req.Name)
 	case "list", "status":
 		resp.Volumes, err = d.list(req.Name)
 	case "shutdown":

@@ -57,13 +57,17 @@ func openVolume(ctx context.Context, runtime string, r ConnectRequest, log *logr
 func (v *volume) export(runtime string) error {
 	var err error
 	name := v.req.Name
-	v.nbd, err = blockdev.ServeNBD(v.dev, nbdSocket(runtime, name), blockdev.NBDOptions{
+	var dev blockdev.Device = v.dev
+	if v.req.ReadOnly {
+		dev = readOnlyDevice{v.dev}
+	}
+	v.nbd, err = blockdev.ServeNBD(dev, nbdSocket(runtime, name), blockdev.NBDOptions{
 		ExportName: name, Description: v.req.Target, Logger: v.log,
 	})
 	if err != nil {
 		return fmt.Errorf("NBD export: %w", err)
 	}
-	v.loop, err = blockdev.ExportLoop(v.dev, v.mnt, blockdev.LoopOptions{
+	v.loop, err = blockdev.ExportLoop(dev, v.mnt, blockdev.LoopOptions{
 		Logger: v.log, CloseTimeout: 5 * time.Second,
 	})
 	if err != nil {
@@ -132,6 +136,9 @@ func (v *volume) info() VolumeInfo {
 	vi := VolumeInfo{
 		Name: v.req.Name, Portal: v.req.Portal, Link: v.link,
 		LoginAtBoot: v.req.LoginAtBoot, Status: v.dev.Status(),
+	}
+	if v.req.GroupFingerprint != "" {
+		vi.GroupAPI, vi.GroupFingerprint = groupAPIAddr(v.req), v.req.GroupFingerprint
 	}
 	if v.loop != nil {
 		vi.BlockDevice = v.loop.LoopDevice()

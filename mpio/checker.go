@@ -61,6 +61,7 @@ func (d *Device) sampleRates() {
 		case now := <-t.C:
 			for _, p := range d.paths {
 				p.sampleRate(now)
+				p.latency.sample()
 			}
 		}
 	}

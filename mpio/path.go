@@ -54,6 +54,8 @@ type path struct {
 	outstanding atomic.Int64
 	completed   atomic.Uint64
 	errors      atomic.Uint64
+	reinstated  atomic.Uint64 // failed, then logged in again: a flapping path counts up
+	latency     latencyStats
 
 	kick   chan struct{}      // wakes the path's loop after a failure
 	logout chan time.Duration // a logout request and its deadline
@@ -92,8 +94,10 @@ func (p *path) execute(ctx context.Context, s *initiator.Session, cmd initiator.
 	defer p.outstanding.Add(-1)
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	start := time.Now()
 	res, err := s.Execute(cctx, cmd)
 	if err == nil {
+		p.latency.add(time.Since(start))
 		p.completed.Add(1)
 		return res, nil
 	}

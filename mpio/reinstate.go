@@ -38,6 +38,7 @@ func (p *path) reinstate(b *backoff) {
 	}
 	attempts := b.attempts
 	b.reset()
+	p.reinstated.Add(1)
 	p.install(s)
 	p.dev.log.WithFields(p.fields()).WithField("attempts", attempts).Info("path reinstated")
 }

@@ -1,6 +1,7 @@
 package mpio
 
 import (
+	"slices"
 	"time"
 )
 
@@ -13,6 +14,9 @@ type Status struct {
 	Policy Policy       `json:"policy"`
 	Size   int64        `json:"size"`
 	Paths  []PathStatus `json:"paths"`
+	// Members are the group members that hold the volume's pages, by the
+	// page map; empty without one.
+	Members []int `json:"members,omitempty"`
 }
 
 // PathStatus is one path.
@@ -32,6 +36,17 @@ type PathStatus struct {
 	Errors        uint64    `json:"errors"`
 	LastFailure   string    `json:"last_failure,omitempty"`
 	LastFailureAt time.Time `json:"last_failure_at,omitzero"`
+	// Reinstated counts the times the path failed and logged in again
+	// (not the renewals the target asks for): a flapping path counts up.
+	Reinstated uint64 `json:"reinstated"`
+	// Member is the group member of Remote, by the page map; 0 if unknown.
+	Member int `json:"member,omitempty"`
+	// LatencyAvgUs is a moving average of the path's command latency (0
+	// when it has completed nothing for a while) over LatencySamples
+	// commands, LatencyMaxUs the slowest command of the last 10 seconds.
+	LatencyAvgUs   float64 `json:"latency_avg_us"`
+	LatencySamples uint64  `json:"latency_samples"`
+	LatencyMaxUs   float64 `json:"latency_max_us"`
 }
 
 // Status reports the device and every path.
@@ -41,6 +56,9 @@ func (d *Device) Status() Status {
 	}
 	if d.lu != nil {
 		st.Size = d.lu.Size()
+	}
+	if d.cfg.PageMap != nil {
+		st.Members = distinctMembers(d.cfg.PageMap.Members)
 	}
 	// Under the failover policy, the path the selector would pick now is
 	// the active one, and the other healthy paths wait on standby.
@@ -67,10 +85,26 @@ func (p *path) status(inUse *path) PathStatus {
 	if s := p.sess.Load(); s != nil {
 		ps.Local = s.LocalAddr()
 	}
+	ps.Reinstated, ps.Member = p.reinstated.Load(), int(p.member.Load())
+	avg, samples, slowest := p.latency.report()
+	ps.LatencyAvgUs, ps.LatencySamples, ps.LatencyMaxUs = microseconds(avg), samples, microseconds(slowest)
 	if ps.State == StateFailed || ps.State == StateReinstating {
-		ps.Remote, ps.Local = "", ""
+		ps.Remote, ps.Local, ps.Member = "", "", 0
 	}
 	return ps
+}
+
+func microseconds(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// distinctMembers lists each member of a page map once, in order.
+func distinctMembers(members []int) []int {
+	var out []int
+	for _, m := range members {
+		if !slices.Contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func (p *path) publicState(inUse *path) State {
