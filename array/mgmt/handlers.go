@@ -10,6 +10,7 @@ import (
 
 	"github.com/hitkit/hitkit/array"
 	"github.com/hitkit/hitkit/groupapi"
+	"github.com/hitkit/hitkit/internal/jsonhttp"
 )
 
 func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
@@ -22,7 +23,7 @@ func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
 	for _, m := range st.Members {
 		out.Members = append(out.Members, groupapi.MemberSummary{Number: m.Number, Name: m.Name, State: string(m.State), Ports: len(m.Ports)})
 	}
-	writeJSON(w, http.StatusOK, out)
+	jsonhttp.Write(w, http.StatusOK, out)
 }
 
 func (s *Server) getMembers(w http.ResponseWriter, r *http.Request) {
@@ -38,7 +39,7 @@ func (s *Server) getMembers(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, gm)
 	}
-	writeJSON(w, http.StatusOK, out)
+	jsonhttp.Write(w, http.StatusOK, out)
 }
 
 func toAPIAccess(l array.AccessList) []groupapi.AccessRecord {
@@ -111,12 +112,12 @@ func (s *Server) volume(w http.ResponseWriter, r *http.Request) (groupapi.Volume
 }
 
 func (s *Server) getVolumes(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.volumes())
+	jsonhttp.Write(w, http.StatusOK, s.volumes())
 }
 
 func (s *Server) getVolume(w http.ResponseWriter, r *http.Request) {
 	if v, ok := s.volume(w, r); ok {
-		writeJSON(w, http.StatusOK, v)
+		jsonhttp.Write(w, http.StatusOK, v)
 	}
 }
 
@@ -163,7 +164,7 @@ func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) {
 	}
 	s.event("volume-created", vc.Name, fmt.Sprintf("created %s, %d bytes, on members %v", vc.IQN, vc.Size, vc.Members), r)
 	v, _ := s.volumeByName(vc.Name)
-	writeJSON(w, http.StatusCreated, v)
+	jsonhttp.Write(w, http.StatusCreated, v)
 }
 
 func (s *Server) volumeByName(name string) (groupapi.Volume, bool) {
@@ -200,7 +201,7 @@ func (s *Server) resizeVolume(w http.ResponseWriter, r *http.Request) {
 	}
 	s.event("volume-resized", v.Name, fmt.Sprintf("resized from %d to %d bytes", v.Size, req.Size), r)
 	nv, _ := s.volumeByName(v.Name)
-	writeJSON(w, http.StatusOK, nv)
+	jsonhttp.Write(w, http.StatusOK, nv)
 }
 
 // deleteVolume deletes a volume with its snapshots; one with sessions
@@ -227,7 +228,7 @@ func (s *Server) deleteVolume(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getAccess(w http.ResponseWriter, r *http.Request) {
 	if v, ok := s.volume(w, r); ok {
-		writeJSON(w, http.StatusOK, groupapi.Access{Records: v.Access})
+		jsonhttp.Write(w, http.StatusOK, groupapi.Access{Records: v.Access})
 	}
 }
 
@@ -257,7 +258,7 @@ func (s *Server) setAccess(w http.ResponseWriter, r *http.Request) {
 	}
 	s.event("access-changed", v.Name, fmt.Sprintf("%d access records", len(acl)), r)
 	nv, _ := s.volumeByName(v.Name)
-	writeJSON(w, http.StatusOK, groupapi.Access{Records: nv.Access})
+	jsonhttp.Write(w, http.StatusOK, groupapi.Access{Records: nv.Access})
 }
 
 func (s *Server) getPageMap(w http.ResponseWriter, r *http.Request) {
@@ -282,7 +283,7 @@ func (s *Server) getPageMap(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Ports[n] = ports
 	}
-	writeJSON(w, http.StatusOK, out)
+	jsonhttp.Write(w, http.StatusOK, out)
 }
 
 func (s *Server) getStats(w http.ResponseWriter, r *http.Request) {
@@ -310,12 +311,12 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request) {
 	for _, v := range st.Volumes {
 		out.Volumes = append(out.Volumes, groupapi.VolumeStats{Name: v.Name, Sessions: v.Sessions, Commands: byVolume[v.Name], Forwarded: v.Forwarded, Allocated: v.Allocated, Rates: volRates[v.IQN]})
 	}
-	writeJSON(w, http.StatusOK, out)
+	jsonhttp.Write(w, http.StatusOK, out)
 }
 
 func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	out := append([]groupapi.Event{}, s.events...)
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, out)
+	jsonhttp.Write(w, http.StatusOK, out)
 }

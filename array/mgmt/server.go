@@ -12,11 +12,7 @@ import (
 	"crypto/subtle"
 	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"log"
 	"net"
 	"net/http"
 	"net/url"
@@ -30,6 +26,7 @@ import (
 
 	"github.com/hitkit/hitkit/array"
 	"github.com/hitkit/hitkit/groupapi"
+	"github.com/hitkit/hitkit/internal/jsonhttp"
 )
 
 // Defaults of a Server.
@@ -122,22 +119,13 @@ func (s *Server) Start(g *array.Group) error {
 		Handler:           s.Handler(),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          log.New(logWriter{s.log}, "", 0),
+		ErrorLog:          jsonhttp.ErrorLog(s.log),
 	}
 	s.sampler = newSampler(g.Server().Sessions)
 	s.sampler.start(sampleInterval)
 	go s.srv.ServeTLS(ln, "", "")
 	s.log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "fingerprint": fp}).Info("management API listening")
 	return nil
-}
-
-// logWriter sends net/http's own messages (TLS handshake errors from
-// clients that refuse the certificate, for example) to the group's log.
-type logWriter struct{ log logrus.FieldLogger }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.log.Debug(strings.TrimSpace(string(p)))
-	return len(p), nil
 }
 
 // Close stops the server, waiting briefly for requests in flight.
@@ -202,44 +190,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s; see docs/api.md", r.Method, r.URL.Path))
 	}))
-	return s.logRequests(mux)
-}
-
-// statusWriter remembers the status for the request log.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// logRequests logs method, path, status, remote and duration: never
-// headers, query strings or bodies, which is where secrets travel.
-func (s *Server) logRequests(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		if sw.status == 0 {
-			sw.status = http.StatusOK
-		}
-		s.log.WithFields(logrus.Fields{
-			"method": r.Method, "path": r.URL.Path, "status": sw.status,
-			"remote": r.RemoteAddr, "duration": time.Since(start).Round(time.Microsecond).String(),
-		}).Info("api request")
-	})
+	return jsonhttp.LogRequests(s.log, "api request", mux)
 }
 
 func (s *Server) passwordOK(p []byte) bool {
@@ -316,44 +267,21 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	s.tokens[sha256.Sum256([]byte(tok))] = exp
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, groupapi.LoginResponse{Token: tok, Expires: exp})
+	jsonhttp.Write(w, http.StatusOK, groupapi.LoginResponse{Token: tok, Expires: exp})
 }
 
 // decode reads one JSON object with no unknown fields and nothing after
-// it, or answers 400 and returns false.
+// it, or answers 400 (413 when too large) and returns false.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &mbe):
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over %d bytes", maxBody))
-		case errors.Is(err, io.EOF):
-			writeError(w, http.StatusBadRequest, "request body is empty; send a JSON object")
-		default:
-			writeError(w, http.StatusBadRequest, "malformed JSON body: "+err.Error())
-		}
-		return false
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		writeError(w, http.StatusBadRequest, "malformed JSON body: data after the object")
+	if e := jsonhttp.Decode(w, r, v, maxBody, ""); e != nil {
+		writeError(w, e.Status, e.Message)
 		return false
 	}
 	return true
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
-}
-
 func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, groupapi.Error{Error: msg})
+	jsonhttp.Write(w, code, groupapi.Error{Error: msg})
 }
 
 // event records a change; the list keeps the newest MaxEvents.

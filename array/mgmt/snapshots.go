@@ -10,6 +10,7 @@ import (
 
 	"github.com/hitkit/hitkit/array"
 	"github.com/hitkit/hitkit/groupapi"
+	"github.com/hitkit/hitkit/internal/jsonhttp"
 )
 
 // maxDescription bounds a snapshot's description.
@@ -99,12 +100,12 @@ func (s *Server) getSnapshots(w http.ResponseWriter, r *http.Request) {
 	for _, si := range list {
 		out = append(out, toAPISnapshot(si))
 	}
-	writeJSON(w, http.StatusOK, out)
+	jsonhttp.Write(w, http.StatusOK, out)
 }
 
 func (s *Server) getSnapshot(w http.ResponseWriter, r *http.Request) {
 	if _, si, ok := s.snapshot(w, r); ok {
-		writeJSON(w, http.StatusOK, toAPISnapshot(si))
+		jsonhttp.Write(w, http.StatusOK, toAPISnapshot(si))
 	}
 }
 
@@ -135,7 +136,7 @@ func (s *Server) createSnapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.event("snapshot-created", v.Name, fmt.Sprintf("created snapshot %s (%d bytes)", si.Name, si.Size), r)
-	writeJSON(w, http.StatusCreated, toAPISnapshot(si))
+	jsonhttp.Write(w, http.StatusCreated, toAPISnapshot(si))
 }
 
 func (s *Server) setSnapshot(w http.ResponseWriter, r *http.Request) {
@@ -178,7 +179,7 @@ func (s *Server) setSnapshot(w http.ResponseWriter, r *http.Request) {
 	case si.ReadWrite != cur.ReadWrite:
 		s.event("snapshot-online", v.Name, fmt.Sprintf("snapshot %s now %s", si.Name, mode), r)
 	}
-	writeJSON(w, http.StatusOK, toAPISnapshot(si))
+	jsonhttp.Write(w, http.StatusOK, toAPISnapshot(si))
 }
 
 func (s *Server) deleteSnapshot(w http.ResponseWriter, r *http.Request) {
@@ -211,7 +212,7 @@ func (s *Server) getSnapshotPolicy(w http.ResponseWriter, r *http.Request) {
 		snapshotFailed(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, p)
+	jsonhttp.Write(w, http.StatusOK, p)
 }
 
 func (s *Server) setSnapshotPolicy(w http.ResponseWriter, r *http.Request) {
@@ -243,7 +244,7 @@ func (s *Server) setSnapshotPolicy(w http.ResponseWriter, r *http.Request) {
 		snapshotFailed(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, p)
+	jsonhttp.Write(w, http.StatusOK, p)
 }
 
 func (s *Server) getChanges(w http.ResponseWriter, r *http.Request) {
@@ -293,7 +294,7 @@ func (s *Server) getChanges(w http.ResponseWriter, r *http.Request) {
 	for _, e := range ranges {
 		out.Extents = append(out.Extents, groupapi.Extent{Offset: e.Offset, Length: e.Length})
 	}
-	writeJSON(w, http.StatusOK, out)
+	jsonhttp.Write(w, http.StatusOK, out)
 }
 
 func (s *Server) restoreVolume(w http.ResponseWriter, r *http.Request) {
@@ -321,7 +322,7 @@ func (s *Server) restoreVolume(w http.ResponseWriter, r *http.Request) {
 	}
 	s.event("volume-restored", v.Name, fmt.Sprintf("restored from snapshot %s", req.Snapshot), r)
 	nv, _ := s.volumeByName(v.Name)
-	writeJSON(w, http.StatusOK, nv)
+	jsonhttp.Write(w, http.StatusOK, nv)
 }
 
 // parseForce reads ?force=: absent, true or false.

@@ -17,17 +17,13 @@ package setup
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"net"
 	"net/http"
 	"net/netip"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +33,7 @@ import (
 	"github.com/hitkit/hitkit/array/mgmt"
 	"github.com/hitkit/hitkit/array/responder"
 	"github.com/hitkit/hitkit/internal/guesslimit"
+	"github.com/hitkit/hitkit/internal/jsonhttp"
 	"github.com/hitkit/hitkit/setupapi"
 )
 
@@ -139,10 +136,10 @@ func (s *Service) listen(cfg array.Config, member int) error {
 	}
 	ep := &endpoint{member: member, host: host, url: "https://" + addr, fp: fp, progress: setupapi.Progress{State: setupapi.StateIdle}}
 	ep.srv = &http.Server{
-		Handler:           s.logRequests(member, s.handler(ep)),
+		Handler:           jsonhttp.LogRequests(s.log.WithField("member", member), "setup request", s.handler(ep)),
 		TLSConfig:         tlsConfig(cert),
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          log.New(logWriter{s.log}, "", 0),
+		ErrorLog:          jsonhttp.ErrorLog(s.log),
 	}
 	s.mu.Lock()
 	s.endpoints[member] = ep
@@ -214,7 +211,7 @@ func (s *Service) info(ep *endpoint, w http.ResponseWriter, r *http.Request) {
 	cfg := s.g.Config()
 	mc := cfg.Members[ep.member-1]
 	ports := cfg.SetupPortsPerMember()
-	writeJSON(w, http.StatusOK, setupapi.Info{
+	jsonhttp.Write(w, http.StatusOK, setupapi.Info{
 		Serial: mc.Serial, Model: responder.Model, Firmware: responder.Firmware,
 		MACs: responder.MACs(mc.Serial, ports), State: s.state(ep.member),
 		Address: ep.host.String(), Network: cfg.Network().String(), Ports: ports,
@@ -240,7 +237,7 @@ func (s *Service) getProgress(ep *endpoint, w http.ResponseWriter, r *http.Reque
 	s.mu.Lock()
 	p := ep.progress
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, p)
+	jsonhttp.Write(w, http.StatusOK, p)
 }
 
 // initialize checks a request and starts the setup. Every refusal comes
@@ -276,7 +273,7 @@ func (s *Service) initialize(ep *endpoint, w http.ResponseWriter, r *http.Reques
 	s.log.WithFields(logrus.Fields{"member": ep.member, "mode": body.Mode, "remote": remote}).Info("setup started")
 	s.wg.Add(1)
 	go s.run(ep, req)
-	writeJSON(w, http.StatusAccepted, p)
+	jsonhttp.Write(w, http.StatusAccepted, p)
 }
 
 // reserve makes member the one being set up, or answers 409.
@@ -382,43 +379,15 @@ func parseRequest(member int, b setupapi.Request) (array.SetupRequest, string, e
 }
 
 // decode reads one JSON object with no unknown fields and nothing after
-// it, or answers 400 (413 when too large).
+// it, or answers 400 (413 when too large) and returns false.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		if _, next := dec.Token(); !errors.Is(next, io.EOF) {
-			err = errors.New("data after the object")
-		}
+	if e := jsonhttp.Decode(w, r, v, maxBody, " (see docs/setup-api.md)"); e != nil {
+		writeError(w, e.Status, e.Field, e.Message)
+		return false
 	}
-	var mbe *http.MaxBytesError
-	switch {
-	case err == nil:
-		return true
-	case errors.As(err, &mbe):
-		writeError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("request body is over %d bytes", maxBody))
-	case errors.Is(err, io.EOF):
-		writeError(w, http.StatusBadRequest, "", "request body is empty; send a JSON object (see docs/setup-api.md)")
-	default:
-		field := ""
-		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			field = strings.Trim(f, `"`)
-		}
-		writeError(w, http.StatusBadRequest, field, "malformed JSON body: "+err.Error())
-	}
-	return false
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	return true
 }
 
 func writeError(w http.ResponseWriter, code int, field, msg string) {
-	writeJSON(w, code, setupapi.Error{Error: msg, Field: field})
+	jsonhttp.Write(w, code, setupapi.Error{Error: msg, Field: field})
 }
