@@ -4,7 +4,7 @@
 
 GO      ?= go
 BIN     := bin/hitkit
-PKGS    := tgt istgt libiscsi-bin fio libnbd-bin nbdkit qemu-utils qemu-block-extra fuse3 iproute2 e2fsprogs tmux python3-aiosmtpd bind9-dnsutils
+PKGS    := tgt istgt libiscsi-bin fio libnbd-bin nbdkit qemu-utils qemu-block-extra fuse3 iproute2 e2fsprogs tmux python3-aiosmtpd bind9-dnsutils openssl
 export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 
 .PHONY: all deps build test demo bench fuzz clean
