@@ -147,7 +147,7 @@ func Open(dir string, opts Options) (*Group, error) {
 	g.groupPort = &Port{Addr: cfg.GroupAddr(), TPGT: groupTPGT}
 	g.groupServices = opts.GroupServices
 	for _, mc := range cfg.Members {
-		g.members = append(g.members, newMember(mc, cfg.BaseIP))
+		g.members = append(g.members, newMember(&g.mu, mc, cfg.BaseIP))
 	}
 	if err := g.serve(opts); err != nil {
 		g.Close()

@@ -3,7 +3,9 @@ package array
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -58,8 +60,11 @@ const (
 
 // Member is one array in the group.
 type Member struct {
-	cfg   MemberConfig
-	ports []*Port
+	// groupMu is the group's mutex: a join changes cfg and ports under it,
+	// so the accessors that others call take it.
+	groupMu *sync.Mutex
+	cfg     MemberConfig
+	ports   []*Port
 
 	// The state and the failover are guarded by the group's mutex.
 	state         MemberState
@@ -70,8 +75,8 @@ type Member struct {
 	forwarded atomic.Uint64 // commands it forwarded to other members
 }
 
-func newMember(cfg MemberConfig, base netip.Addr) *Member {
-	m := &Member{cfg: cfg, state: MemberUninitialized}
+func newMember(groupMu *sync.Mutex, cfg MemberConfig, base netip.Addr) *Member {
+	m := &Member{groupMu: groupMu, cfg: cfg, state: MemberUninitialized}
 	if cfg.Initialized {
 		m.state = MemberOnline
 	}
@@ -97,13 +102,21 @@ func memberPorts(cfg MemberConfig, base netip.Addr) []*Port {
 func (m *Member) Number() int { return m.cfg.Number }
 
 // Name is the member's name; uninitialised members have none.
-func (m *Member) Name() string { return m.cfg.Name }
+func (m *Member) Name() string {
+	m.groupMu.Lock()
+	defer m.groupMu.Unlock()
+	return m.cfg.Name
+}
 
 // Serial is the member's serial number.
 func (m *Member) Serial() string { return m.cfg.Serial }
 
 // Ports lists the member's Ethernet ports.
-func (m *Member) Ports() []*Port { return m.ports }
+func (m *Member) Ports() []*Port {
+	m.groupMu.Lock()
+	defer m.groupMu.Unlock()
+	return slices.Clone(m.ports)
+}
 
 // Forwarded counts the commands the member received for pages it does
 // not hold.
