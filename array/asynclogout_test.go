@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +42,7 @@ func TestAsyncLogoutWithIscsiPerf(t *testing.T) {
 	const runtime, grace = 6 * time.Second, 10 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), runtime+grace)
 	defer cancel()
-	perf := exec.CommandContext(ctx, "iscsi-perf", "-m", "32", "-b", "8", "-r", "-t", "6", labURL(t, g, "vol1", g.GroupAddr()))
+	perf := peer.LibiscsiCommand(ctx, "iscsi-perf", "-m", "32", "-b", "8", "-r", "-t", "6", labURL(t, g, "vol1", g.GroupAddr()))
 	var out bytes.Buffer
 	perf.Stdout, perf.Stderr = &out, &out
 	if lvl := os.Getenv("HITKIT_LIBISCSI_DEBUG"); lvl != "" {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -33,7 +32,7 @@ func runPeer(t *testing.T, name string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	out, err := peer.LibiscsiCommand(ctx, name, args...).CombinedOutput()
 	return string(out), err
 }
 
@@ -163,7 +162,7 @@ func TestLabWithLibiscsi(t *testing.T) {
 		// stops it.
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		perf := exec.CommandContext(ctx, "iscsi-perf", "-m", "4", "-b", "8", "-r", "-t", "15", labURL(t, g, "vol1", g.GroupAddr()))
+		perf := peer.LibiscsiCommand(ctx, "iscsi-perf", "-m", "4", "-b", "8", "-r", "-t", "15", labURL(t, g, "vol1", g.GroupAddr()))
 		if err := perf.Start(); err != nil {
 			t.Fatal(err)
 		}

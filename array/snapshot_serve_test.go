@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -266,7 +265,7 @@ func TestDeleteVolume(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	perf := exec.CommandContext(ctx, "iscsi-perf", "-m", "4", "-b", "8", "-t", "20", labURL(t, g, "vol1", g.GroupAddr()))
+	perf := peer.LibiscsiCommand(ctx, "iscsi-perf", "-m", "4", "-b", "8", "-t", "20", labURL(t, g, "vol1", g.GroupAddr()))
 	if err := perf.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hitkit/hitkit/groupapi"
 	"github.com/hitkit/hitkit/initiator"
+	"github.com/hitkit/hitkit/internal/peer"
 	"github.com/hitkit/hitkit/setupapi"
 )
 
@@ -293,7 +294,7 @@ func TestSetupArrayNonInteractive(t *testing.T) {
 			t.Skip("iscsi-inq (libiscsi-bin) is not installed")
 		}
 		url := fmt.Sprintf("iscsi://data%%%s@%s/%s/0", secret, joined.HostAccess.Portal, joined.HostAccess.IQN)
-		out, err := exec.CommandContext(ctx, "iscsi-inq", "-i", iqn, url).CombinedOutput()
+		out, err := peer.LibiscsiCommand(ctx, "iscsi-inq", "-i", iqn, url).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "Product") {
 			t.Fatalf("iscsi-inq: %v\n%s", err, out)
 		}

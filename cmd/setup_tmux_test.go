@@ -72,14 +72,27 @@ func (p *tmuxPane) answer(after int, prompt, line string) int {
 	p.t.Helper()
 	at := p.waitFor(after, prompt)
 	if line != "" {
-		if out, err := p.tmux("send-keys", "-t", p.session, "-l", line); err != nil {
-			p.t.Fatalf("tmux send-keys: %v\n%s", err, out)
-		}
+		p.typeText(line)
 	}
 	if out, err := p.tmux("send-keys", "-t", p.session, "Enter"); err != nil {
 		p.t.Fatalf("tmux send-keys: %v\n%s", err, out)
 	}
 	return at
+}
+
+// typeText types text into the pane through a tmux paste buffer loaded
+// from stdin, so that the answers (passwords among them) never appear on
+// a command line.
+func (p *tmuxPane) typeText(text string) {
+	p.t.Helper()
+	load := exec.Command("tmux", "-S", p.socket, "load-buffer", "-b", "answer", "-")
+	load.Stdin = strings.NewReader(text)
+	if out, err := load.CombinedOutput(); err != nil {
+		p.t.Fatalf("tmux load-buffer: %v\n%s", err, out)
+	}
+	if out, err := p.tmux("paste-buffer", "-d", "-b", "answer", "-t", p.session); err != nil {
+		p.t.Fatalf("tmux paste-buffer: %v\n%s", err, out)
+	}
 }
 
 // TestSetupArrayInteractive drives the wizard through a real terminal:

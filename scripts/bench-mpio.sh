@@ -62,8 +62,9 @@ volbench() { # BS PATTERN
 perf() { # BLOCKS(512 B) RANDOM?
 	local args=(-m 32 -b "$1" -t "$SECS")
 	[ "$2" = yes ] && args+=(-r)
-	local url="iscsi://$USER%$(tr -d '\n' <"$SECRET_FILE")@$PORT1/$IQN/0"
-	iscsi-perf "${args[@]}" "$url" 2>&1 | tr '\r' '\n' | grep 'average' | tail -1 |
+	# libiscsi takes the CHAP secret from its environment: not on a command line.
+	LIBISCSI_CHAP_USERNAME=$USER LIBISCSI_CHAP_PASSWORD=$(tr -d '\n' <"$SECRET_FILE") \
+		iscsi-perf "${args[@]}" "iscsi://$PORT1/$IQN/0" 2>&1 | tr '\r' '\n' | grep 'average' | tail -1 |
 		sed -E 's/.*average ([0-9]+) \(([0-9.]+) MB\/s\).*/\1 \2/'
 }
 

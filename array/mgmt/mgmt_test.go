@@ -26,6 +26,7 @@ import (
 	"github.com/hitkit/hitkit/array"
 	"github.com/hitkit/hitkit/array/mgmt"
 	"github.com/hitkit/hitkit/groupapi"
+	"github.com/hitkit/hitkit/internal/peer"
 )
 
 // syncBuffer collects log output from several goroutines.
@@ -508,7 +509,7 @@ func TestStatsRates(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, perf, "-m", "8", "-b", "8", "-t", "2", url)
+	cmd := peer.LibiscsiCommand(ctx, perf, "-m", "8", "-b", "8", "-t", "2", url)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

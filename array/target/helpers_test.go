@@ -16,6 +16,7 @@ import (
 
 	"github.com/hitkit/hitkit/array/disk"
 	"github.com/hitkit/hitkit/array/target"
+	"github.com/hitkit/hitkit/internal/peer"
 	"github.com/sirupsen/logrus"
 )
 
@@ -111,7 +112,7 @@ func run(t testing.TB, timeout time.Duration, name string, args ...string) (stri
 	path := needTool(t, name)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, path, args...)
+	cmd := peer.LibiscsiCommand(ctx, path, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

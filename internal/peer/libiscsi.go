@@ -3,6 +3,7 @@ package peer
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -35,7 +36,7 @@ func IscsiPerfContext(ctx context.Context, t testing.TB, url string, qd, blocks 
 	if random {
 		args = append(args, "-r")
 	}
-	out, runErr := exec.CommandContext(ctx, "iscsi-perf", append(args, url)...).CombinedOutput()
+	out, runErr := LibiscsiCommand(ctx, "iscsi-perf", append(args, url)...).CombinedOutput()
 	if ctx.Err() != nil {
 		return 0, 0, fmt.Errorf("iscsi-perf did not finish in time (%v): %s", ctx.Err(), tail(string(out), 500))
 	}
@@ -57,7 +58,7 @@ func IscsiInq(t testing.TB, url string) (string, error) {
 	Require(t, "iscsi-inq")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "iscsi-inq", url).CombinedOutput()
+	out, err := LibiscsiCommand(ctx, "iscsi-inq", url).CombinedOutput()
 	return string(out), err
 }
 
@@ -86,7 +87,7 @@ func IscsiTestCU(t testing.TB, tests string, urls ...string) (CUResult, error) {
 func IscsiTestCUContext(ctx context.Context, t testing.TB, tests string, urls ...string) (CUResult, error) {
 	Require(t, "iscsi-test-cu")
 	args := append([]string{"-d", "-n", "-t", tests}, urls...)
-	out, _ := exec.CommandContext(ctx, "iscsi-test-cu", args...).CombinedOutput()
+	out, _ := LibiscsiCommand(ctx, "iscsi-test-cu", args...).CombinedOutput()
 	r := CUResult{Output: string(out)}
 	if ctx.Err() != nil {
 		return r, fmt.Errorf("iscsi-test-cu %s did not finish in time (%v): %s", tests, ctx.Err(), tail(r.Output, 1000))
@@ -104,4 +105,28 @@ func IscsiTestCUContext(ctx context.Context, t testing.TB, tests string, urls ..
 		}
 	}
 	return r, nil
+}
+
+// chapInURL is the user%secret@ part of a libiscsi URL.
+var chapInURL = regexp.MustCompile(`^(iscsi://)([^%@/]+)%([^@/]+)@`)
+
+// LibiscsiCommand is exec.CommandContext for a libiscsi tool, except that
+// CHAP credentials written into a URL argument (iscsi://user%secret@...)
+// are taken out of it and handed to libiscsi in LIBISCSI_CHAP_USERNAME
+// and LIBISCSI_CHAP_PASSWORD, so that no secret is on a command line.
+func LibiscsiCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
+	var env []string
+	clean := make([]string, len(args))
+	for i, a := range args {
+		clean[i] = a
+		if m := chapInURL.FindStringSubmatch(a); m != nil {
+			clean[i] = m[1] + a[len(m[0]):]
+			env = []string{"LIBISCSI_CHAP_USERNAME=" + m[2], "LIBISCSI_CHAP_PASSWORD=" + m[3]}
+		}
+	}
+	cmd := exec.CommandContext(ctx, name, clean...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	return cmd
 }
