@@ -81,18 +81,20 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			return usagef("no command given")
 		},
 		Commands: []*cli.Command{
+			// In the order an admin meets them: find and set up the array,
+			// look at a volume, connect it, protect it, watch the host.
 			discoverCommand(),
+			setupArrayCommand(),
 			inquiryCommand(),
 			benchCommand(),
-			labCommand(),
 			daemonCommand(),
 			mpioCommand(),
 			snapshotCommand(),
 			backupCommand(),
 			restoreCommand(),
 			healthCommand(),
-			setupArrayCommand(),
 			tuneCommand(),
+			labCommand(),
 		},
 		// urfave/cli prints usage and returns an error for bad flags; map it to exit 2.
 		OnUsageError: func(c *cli.Context, err error, isSubcommand bool) error {
