@@ -1,6 +1,7 @@
 package array
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -89,6 +90,12 @@ type Group struct {
 	setupMu   sync.Mutex // one member setup at a time (see SetUpMember)
 	setupInfo func(member int) (endpoint, fingerprint string, ok bool)
 
+	// bgCtx lives until Close; the background rebalance that Open may
+	// start (rebalance.go) runs under it and closes resumeDone when done.
+	bgCtx      context.Context
+	bgCancel   context.CancelFunc
+	resumeDone chan struct{} // guarded by mu
+
 	closeOnce sync.Once
 	closeErr  error
 	done      chan struct{}
@@ -140,6 +147,7 @@ func Open(dir string, opts Options) (*Group, error) {
 		return nil, err
 	}
 	g := &Group{dir: dir, cfg: cfg, started: time.Now(), done: make(chan struct{}), noPowerOnAttention: opts.NoPowerOnAttention}
+	g.bgCtx, g.bgCancel = context.WithCancel(context.Background())
 	if err := g.openLog(opts.Logger); err != nil {
 		return nil, err
 	}
@@ -154,6 +162,7 @@ func Open(dir string, opts Options) (*Group, error) {
 		return nil, err
 	}
 	g.log.WithFields(logrus.Fields{"group": cfg.Name, "group_ip": g.GroupAddr(), "volumes": len(g.volumes)}).Info("group serving")
+	g.resumeRebalance()
 	return g, nil
 }
 
@@ -304,12 +313,14 @@ func (g *Group) Close() error {
 
 func (g *Group) stop() error {
 	var errs []error
+	g.stopResume()
 	// Services close last first, one at a time: closing the setup
 	// service waits for a setup in progress, which may start the
 	// management API as it forms the group.
 	for s := g.popService(); s != nil; s = g.popService() {
 		errs = append(errs, s.Close())
 	}
+	g.waitResume()
 	if g.control != nil {
 		errs = append(errs, g.control.Close())
 	}
