@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -19,11 +20,14 @@ func backupCommand() *cli.Command {
 		Usage: "copy a consistent snapshot of a volume, or only what changed since an earlier one, into an image",
 		Description: "The image (NAME.hkimg) and its manifest (NAME.manifest.json) go into --to DIR, named after " +
 			"the snapshot, or to --to FILE. With --since SNAPSHOT only the blocks changed since that snapshot " +
-			"are read; its image must be in the same directory. The snapshot is online only while it is read.",
+			"are read; its image must be in the same directory. The snapshot is online only while it is read, " +
+			"and stays on the array as the base of the next incremental. --keep-snapshots N then deletes the " +
+			"oldest snapshots that backup took beyond N (never the one just taken, an online one, or any other).",
 		ArgsUsage: "VOLUME",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "to", Usage: "directory or image file to write", Required: true},
 			&cli.StringFlag{Name: "since", Usage: "copy only the changes since this snapshot (an incremental image)"},
+			&cli.IntFlag{Name: "keep-snapshots", Usage: "after the backup, keep this many snapshots made by backup on the array, deleting the oldest (0: all)"},
 			&cli.StringFlag{Name: "mountpoint", Usage: "the filesystem to freeze (default: where the volume's device is mounted)"},
 			&cli.DurationFlag{Name: "freeze-timeout", Value: vss.DefaultFreezeTimeout, Usage: "thaw and fail if the array takes longer"},
 			jsonFlag(),
@@ -37,6 +41,9 @@ func runBackup(c *cli.Context) error {
 	if err := needArgs(c, "VOLUME"); err != nil {
 		return err
 	}
+	if c.Int("keep-snapshots") < 0 {
+		return usagef("--keep-snapshots must not be negative")
+	}
 	a, api, err := resolveVolume(c, c.Args().First())
 	if err != nil {
 		return err
@@ -49,7 +56,8 @@ func runBackup(c *cli.Context) error {
 	defer bar.done()
 	res, err := vss.Backup(ctx, a, api, vss.BackupOptions{
 		To: c.String("to"), Since: c.String("since"), Mountpoint: c.String("mountpoint"),
-		FreezeTimeout: c.Duration("freeze-timeout"), Guard: thawGuard, Progress: bar.start,
+		FreezeTimeout: c.Duration("freeze-timeout"), KeepSnapshots: c.Int("keep-snapshots"),
+		Guard: thawGuard, Progress: bar.start,
 	})
 	bar.done()
 	if err != nil {
@@ -58,8 +66,9 @@ func runBackup(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(c, res)
 	}
-	return printTable(c, []string{"volume", "snapshot", "kind", "since", "read", "image", "image size"},
-		[][]string{{res.Volume, res.Snapshot, res.Kind, orDash(res.Parent), mib(res.BytesRead), res.Image, mib(res.ImageBytes)}})
+	return printTable(c, []string{"volume", "snapshot", "kind", "since", "read", "image", "image size", "pruned"},
+		[][]string{{res.Volume, res.Snapshot, res.Kind, orDash(res.Parent), mib(res.BytesRead), res.Image, mib(res.ImageBytes),
+			orDash(strings.Join(res.Pruned, " "))}})
 }
 
 func restoreCommand() *cli.Command {

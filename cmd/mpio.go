@@ -192,7 +192,7 @@ func mpioStatus(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(c, map[string]any{"volumes": vols})
 	}
-	header := []string{"volume", "path", "NIC/source", "local", "member port", "state", "outstanding", "IOPS", "errors", "last failure"}
+	header := []string{"volume", "path", "NIC/source", "local", "member port", "state", "outstanding", "IOPS", "avg lat", "max lat", "errors", "last failure"}
 	var rows [][]string
 	for _, v := range vols {
 		for _, p := range v.Paths {
@@ -210,7 +210,28 @@ func pathRow(volume string, p mpio.PathStatus) []string {
 	return []string{
 		volume, strconv.Itoa(p.ID), orDash(way), orDash(p.Local), orDash(p.Remote), string(p.State),
 		strconv.FormatInt(p.Outstanding, 10), strconv.FormatFloat(p.IOPS, 'f', 0, 64),
+		latency(p.LatencyAvgUs), latency(p.LatencyMaxUs),
 		strconv.FormatUint(p.Errors, 10), orDash(p.LastFailure),
+	}
+}
+
+// latency shows microseconds as people read them: "0.42ms", "12.3ms",
+// "1.25s"; "-" when the path has completed nothing lately.
+func latency(us float64) string {
+	ms := us / 1000
+	switch {
+	case us <= 0:
+		return "-"
+	case ms < 0.01:
+		return "<0.01ms"
+	case ms < 1:
+		return strconv.FormatFloat(ms, 'f', 2, 64) + "ms"
+	case ms < 100:
+		return strconv.FormatFloat(ms, 'f', 1, 64) + "ms"
+	case ms < 1000:
+		return strconv.FormatFloat(ms, 'f', 0, 64) + "ms"
+	default:
+		return strconv.FormatFloat(ms/1000, 'f', 2, 64) + "s"
 	}
 }
 

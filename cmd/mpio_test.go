@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -154,6 +155,7 @@ func TestMpioCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "127.0.0.2") || !strings.Contains(out, "active") {
 		t.Fatalf("status table: exit %d\n%s", code, out)
 	}
+	checkLatencyColumns(t, bin, dirs, v.Link)
 	code, out, _ = labCLI(t, bin, append([]string{"mpio", "list"}, dirs...)...)
 	if code != 0 || !strings.Contains(out, "4/4") || !strings.Contains(out, v.BlockDevice) {
 		t.Fatalf("list: exit %d\n%s", code, out)
@@ -173,6 +175,129 @@ func TestMpioCLI(t *testing.T) {
 	code, out, _ = labCLI(t, bin, append([]string{"mpio", "list", "--json"}, dirs...)...)
 	if code != 0 || strings.Contains(out, "vol1") {
 		t.Errorf("list after disconnect: exit %d: %s", code, out)
+	}
+}
+
+// checkLatencyColumns reads from the device so that its paths complete
+// commands, waits (boundedly) until the daemon's once-a-second sampler
+// has an average, and checks that the status table shows each path's
+// average and maximum latency as the JSON has them.
+func checkLatencyColumns(t *testing.T, bin string, dirs []string, dev string) {
+	t.Helper()
+	var st latencyJSON
+	start, tries := time.Now(), 0
+	for ; tries < 50 && !st.measured(); tries++ {
+		if out, err := exec.Command("dd", "if="+dev, "of=/dev/null", "bs=64k", "count=256", "iflag=direct").CombinedOutput(); err != nil {
+			t.Fatalf("dd from %s: %v: %s", dev, err, out)
+		}
+		code, out, errOut := labCLI(t, bin, append([]string{"mpio", "status", "--json"}, dirs...)...)
+		if code != 0 {
+			t.Fatalf("status --json: exit %d: %s", code, errOut)
+		}
+		st = latencyJSON{}
+		if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Volumes) != 1 {
+			t.Fatalf("status --json = %s (%v)", out, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !st.measured() {
+		t.Fatalf("no path reports a latency after reading from the device: %+v", st)
+	}
+	code, out, errOut := labCLI(t, bin, append([]string{"mpio", "status"}, dirs...)...)
+	if code != 0 {
+		t.Fatalf("status: exit %d: %s", code, errOut)
+	}
+	header, rows := parseTable(out)
+	avgCol, maxCol := slices.Index(header, "avg lat"), slices.Index(header, "max lat")
+	if avgCol < 0 || maxCol < 0 || len(rows) != len(st.Volumes[0].Paths) {
+		t.Fatalf("status table has no latency columns, or not one row per path (header %q):\n%s", header, out)
+	}
+	measured := 0
+	for _, row := range rows {
+		if len(row) != len(header) {
+			t.Fatalf("row %q does not match header %q", row, header)
+		}
+		avg, avgOK := parseLatency(row[avgCol])
+		slowest, maxOK := parseLatency(row[maxCol])
+		if !avgOK || !maxOK {
+			t.Fatalf("latency cells %q and %q do not parse:\n%s", row[avgCol], row[maxCol], out)
+		}
+		if avg > 0 && slowest > 0 {
+			measured++
+			if avg > 10*time.Second || slowest > 10*time.Second {
+				t.Errorf("implausible latencies %v, %v on loopback", avg, slowest)
+			}
+		}
+	}
+	if measured == 0 {
+		t.Fatalf("no row shows both latencies, though the JSON has them:\n%s", out)
+	}
+	t.Logf("latency after %d reads of 16 MiB in %v; status table:\n%s", tries, time.Since(start).Round(time.Millisecond), out)
+}
+
+type latencyJSON struct {
+	Volumes []struct {
+		Paths []struct {
+			AvgUs float64 `json:"latency_avg_us"`
+			MaxUs float64 `json:"latency_max_us"`
+		} `json:"paths"`
+	} `json:"volumes"`
+}
+
+func (st latencyJSON) measured() bool {
+	for _, v := range st.Volumes {
+		for _, p := range v.Paths {
+			if p.AvgUs > 0 && p.MaxUs > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// parseTable splits a tablewriter table into its header and rows: the
+// lines framed by vertical bars, the first of them the header.
+func parseTable(out string) (header []string, rows [][]string) {
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		bar := "│"
+		if !strings.HasPrefix(line, bar) {
+			if bar = "|"; !strings.HasPrefix(line, bar) {
+				continue
+			}
+		}
+		var cells []string
+		for _, c := range strings.Split(strings.Trim(line, bar), bar) {
+			cells = append(cells, strings.TrimSpace(c))
+		}
+		if header == nil {
+			header = cells
+		} else {
+			rows = append(rows, cells)
+		}
+	}
+	return header, rows
+}
+
+// parseLatency reads a latency cell: "-" (none lately) is 0.
+func parseLatency(cell string) (time.Duration, bool) {
+	if cell == "-" {
+		return 0, true
+	}
+	d, err := time.ParseDuration(strings.TrimPrefix(cell, "<"))
+	return d, err == nil && d > 0
+}
+
+func TestMpioLatencyFormat(t *testing.T) {
+	for us, want := range map[float64]string{
+		0: "-", 4: "<0.01ms", 420: "0.42ms", 999: "1.00ms", 12345: "12.3ms", 250_000: "250ms", 1_250_000: "1.25s",
+	} {
+		if got := latency(us); got != want {
+			t.Errorf("latency(%v µs) = %q, want %q", us, got, want)
+		}
+		if _, ok := parseLatency(want); !ok {
+			t.Errorf("%q does not parse", want)
+		}
 	}
 }
 

@@ -44,6 +44,7 @@ func TestSnapshotUsage(t *testing.T) {
 		{"snapshot", "create", "--keep", "-1", "vol1"},
 		{"snapshot", "create", "vol1", "--keep", "1"},
 		{"backup", "vol1"},
+		{"backup", "--to", "/tmp", "--keep-snapshots", "-1", "vol1"},
 		{"restore", "vol1"},
 	} {
 		if code, _, errOut := hitkit(t, args...); code != exitUsage {
@@ -526,6 +527,121 @@ func TestBackupIncrementalRestore(t *testing.T) {
 	if got != want {
 		t.Fatalf("the restored volume's SHA-256 %x differs from the snapshot's %x", got, want)
 	}
+}
+
+// TestBackupKeepSnapshots: backups with --keep-snapshots 2 delete the
+// oldest backup snapshot, and never a snapshot made by snapshot create or
+// by someone else, nor an online one. An incremental from the deleted
+// snapshot fails with one clear line, and the chain of images (whose
+// first snapshot is gone) still restores byte for byte.
+func TestBackupKeepSnapshots(t *testing.T) {
+	l := startSnapLab(t)
+	mnt := l.connectAndMount(t)
+	foreign, err := l.api.CreateSnapshot("vol1", groupapi.CreateSnapshot{Description: "taken by another tool"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var made vss.Created
+	l.mustRun(t, &made, "snapshot", "create", "--json", "vol1")
+
+	out := t.TempDir()
+	var backups []vss.BackupResult
+	backup := func(args ...string) vss.BackupResult {
+		t.Helper()
+		name := fmt.Sprintf("file%d", len(backups))
+		data := make([]byte, 2<<20)
+		rand.Read(data)
+		if err := os.WriteFile(filepath.Join(mnt, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(append([]string{"backup", "--to", out, "--keep-snapshots", "2", "--json"}, args...), "vol1")
+		var res vss.BackupResult
+		l.mustRun(t, &res, args...)
+		backups = append(backups, res)
+		return res
+	}
+	b1 := backup()
+	b2 := backup("--since", b1.Snapshot)
+	b3 := backup("--since", b2.Snapshot)
+	if len(b1.Pruned) != 0 || len(b2.Pruned) != 0 || len(b3.Pruned) != 1 || b3.Pruned[0] != b1.Snapshot {
+		t.Fatalf("pruned: %v, %v, %v; want only %s, by the third backup", b1.Pruned, b2.Pruned, b3.Pruned, b1.Snapshot)
+	}
+	on := l.listSnapshots(t)
+	for name, want := range map[string]bool{
+		b1.Snapshot: false, b2.Snapshot: true, b3.Snapshot: true, foreign.Name: true, made.Snapshot.Name: true,
+	} {
+		if on[name] != want {
+			t.Errorf("snapshot %s on the array: %v, want %v (list: %v)", name, on[name], want, on)
+		}
+	}
+	if len(on) != 4 {
+		t.Errorf("%d snapshots on the array, want 4: %v", len(on), on)
+	}
+	// The images stay on disk.
+	if _, err := os.Stat(b1.Image); err != nil {
+		t.Fatalf("the oldest image: %v", err)
+	}
+
+	// An incremental from the deleted snapshot: one clear line, exit 1,
+	// and no new snapshot.
+	code, stdout, stderr := l.run(t, "backup", "--to", out, "--since", b1.Snapshot, "vol1")
+	line := strings.TrimSpace(stderr)
+	if code != 1 || strings.Contains(line, "\n") || !strings.Contains(line, b1.Snapshot+" of vol1 is gone from the array") ||
+		!strings.Contains(line, "take a full backup") {
+		t.Fatalf("incremental from a deleted snapshot: exit %d, stdout %q, stderr %q; want exit 1 and one line", code, stdout, stderr)
+	}
+	t.Logf("since a pruned snapshot: %s", line)
+	if after := l.listSnapshots(t); len(after) != len(on) {
+		t.Errorf("the refused incremental changed the snapshots: %v, before %v", after, on)
+	}
+
+	// An online backup snapshot is never pruned, even beyond the count.
+	if _, err := l.api.SetSnapshot("vol1", b2.Snapshot, groupapi.SetSnapshot{Online: ptrTo(true)}); err != nil {
+		t.Fatal(err)
+	}
+	b4 := backup("--since", b3.Snapshot)
+	if len(b4.Pruned) != 0 || !l.listSnapshots(t)[b2.Snapshot] {
+		t.Fatalf("the fourth backup pruned %v; the online %s must stay", b4.Pruned, b2.Snapshot)
+	}
+	if _, err := l.api.SetSnapshot("vol1", b2.Snapshot, groupapi.SetSnapshot{Online: ptrTo(false)}); err != nil {
+		t.Fatal(err)
+	}
+	table := l.mustRun(t, nil, "backup", "--to", out, "--since", b4.Snapshot, "--keep-snapshots", "2", "vol1")
+	if !strings.Contains(table, b2.Snapshot) || l.listSnapshots(t)[b2.Snapshot] {
+		t.Fatalf("offline again, %s is pruned by the next backup and its table says so:\n%s", b2.Snapshot, table)
+	}
+
+	// The chain restores byte for byte, its first snapshot gone.
+	const secret = "restore-secret-0123"
+	fresh, err := l.api.CreateVolume(groupapi.CreateVolume{Name: "vol2", Size: 128 << 20, CHAPSecret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secretFile, []byte(secret), 0o600)
+	var res vss.RestoreResult
+	l.mustRun(t, &res, append(append([]string{"restore", "--from", b4.Image, "--chap-secret-file", secretFile, "--json"}, l.groupArgs...), "vol2")...)
+	if len(res.Images) != 4 || res.Verified != 128<<20 {
+		t.Fatalf("restore: %+v", res)
+	}
+	want := l.snapshotSum(t, b4.Snapshot, l.vol.CHAPUser, l.secretFile)
+	if got := l.volumeSum(t, fresh.IQN, fresh.CHAPUser, secret); got != want {
+		t.Fatalf("the restored volume's SHA-256 %x differs from the snapshot's %x", got, want)
+	}
+}
+
+// listSnapshots runs snapshot list --json: each snapshot on the array.
+func (l *snapLab) listSnapshots(t *testing.T) map[string]bool {
+	t.Helper()
+	var list struct {
+		Snapshots []groupapi.Snapshot `json:"snapshots"`
+	}
+	l.mustRun(t, &list, "snapshot", "list", "--json", "vol1")
+	on := map[string]bool{}
+	for _, s := range list.Snapshots {
+		on[s.Name] = true
+	}
+	return on
 }
 
 // TestBackupInterrupted: SIGTERM in the middle of a backup leaves the

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,10 @@ type BackupOptions struct {
 	Since         string
 	Mountpoint    string // as in CreateOptions
 	FreezeTimeout time.Duration
+	// KeepSnapshots, if above 0, deletes the oldest snapshots that backup
+	// took of the volume beyond this many, once the image is written (see
+	// PruneBackups).
+	KeepSnapshots int
 	Guard         func(mountpoint string) (*ThawGuard, error) // as in CreateOptions
 	// Progress, if set, is called once the size to read is known, and
 	// returns the function that hears of every byte read.
@@ -45,18 +50,55 @@ type BackupResult struct {
 	ImageBytes  int64   `json:"image_bytes"`
 	ImageSHA256 string  `json:"image_sha256"`
 	Frozen      *Frozen `json:"frozen,omitempty"`
+	// Pruned are the older backup snapshots deleted by KeepSnapshots.
+	Pruned []string `json:"pruned,omitempty"`
 }
 
 // Backup takes a consistent snapshot of the volume (Create), sets it
 // online only while it reads it through a session of its own, and writes
 // a full or incremental image and its manifest. The snapshot is set
 // offline again whatever happens; it stays on the array, as the base of
-// the next incremental.
-func Backup(ctx context.Context, a *Access, api *groupapi.Client, o BackupOptions) (res BackupResult, err error) {
-	res.Volume = a.Volume
+// the next incremental. Only once all of that succeeded, KeepSnapshots
+// prunes the older backup snapshots.
+func Backup(ctx context.Context, a *Access, api *groupapi.Client, o BackupOptions) (BackupResult, error) {
 	if o.Log == nil {
 		o.Log = logrus.NewEntry(logrus.StandardLogger())
 	}
+	res, err := backup(ctx, a, api, o)
+	if err != nil || o.KeepSnapshots <= 0 {
+		return res, err
+	}
+	res.Pruned, err = PruneBackups(api, a, o.KeepSnapshots, res.Snapshot)
+	if len(res.Pruned) > 0 {
+		o.Log.WithFields(logrus.Fields{"volume": a.Volume, "pruned": res.Pruned}).Info("old backup snapshots deleted")
+	}
+	if err != nil {
+		return res, fmt.Errorf("image %s written, but deleting old backup snapshots failed: %w", res.Image, err)
+	}
+	return res, nil
+}
+
+// PruneBackups deletes the oldest offline snapshots of the volume that
+// backup took, beyond keep (Prune). It spares base, the snapshot of the
+// newest image and so the base of the next incremental, and any snapshot
+// that a backup or mount in progress on this host has recorded: such a
+// backup may not have set its snapshot online yet.
+func PruneBackups(api *groupapi.Client, a *Access, keep int, base string) ([]string, error) {
+	spare := []string{base}
+	recs, err := Records(a.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		if r.Volume == a.Volume && r.Live() {
+			spare = append(spare, r.Snapshot)
+		}
+	}
+	return Prune(api, a.Volume, KindBackup, keep, spare...)
+}
+
+func backup(ctx context.Context, a *Access, api *groupapi.Client, o BackupOptions) (res BackupResult, err error) {
+	res.Volume = a.Volume
 	dir, file, err := destination(o.To)
 	if err != nil {
 		return res, err
@@ -67,7 +109,7 @@ func Backup(ctx context.Context, a *Access, api *groupapi.Client, o BackupOption
 			return res, err
 		}
 		if _, err := api.Snapshot(a.Volume, o.Since); err != nil {
-			return res, fmt.Errorf("snapshot %s (the base of the incremental): %w", o.Since, err)
+			return res, baseError(a.Volume, o.Since, err)
 		}
 	}
 	created, err := Create(ctx, a, api, CreateOptions{
@@ -109,7 +151,7 @@ func Backup(ctx context.Context, a *Access, api *groupapi.Client, o BackupOption
 	if parent != nil {
 		cb, err := api.ChangedBlocks(a.Volume, o.Since, snap.Name)
 		if err != nil {
-			return res, fmt.Errorf("changed blocks since %s: %w", o.Since, err)
+			return res, baseError(a.Volume, o.Since, err)
 		}
 		changed = append([]groupapi.Extent{}, cb.Extents...)
 		h.Granularity = cb.Granularity
@@ -142,6 +184,18 @@ func Backup(ctx context.Context, a *Access, api *groupapi.Client, o BackupOption
 	res.DataBytes, res.ImageBytes, res.ImageSHA256 = m.DataBytes, m.ImageBytes, m.ImageSHA256
 	o.Log.WithFields(logrus.Fields{"volume": a.Volume, "snapshot": snap.Name, "kind": m.Kind, "bytes_read": cr.BytesRead}).Info("backup written")
 	return res, nil
+}
+
+// baseError explains why the base snapshot of an incremental could not be
+// used. When the array no longer has it, its changes cannot be listed, and
+// only a full backup can start a new chain.
+func baseError(volume, since string, err error) error {
+	var se *groupapi.StatusError
+	if errors.As(err, &se) && se.Status == http.StatusNotFound {
+		return fmt.Errorf("the base snapshot %s of %s is gone from the array (deleted, or pruned by --keep-snapshots): "+
+			"an incremental cannot be made from it; take a full backup (without --since)", since, volume)
+	}
+	return fmt.Errorf("snapshot %s (the base of the incremental): %w", since, err)
 }
 
 // destination splits --to into a directory and a file name ("" when the

@@ -2,8 +2,11 @@ package vss
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -152,12 +155,32 @@ func Create(ctx context.Context, a *Access, api *groupapi.Client, o CreateOption
 }
 
 // Prune deletes the oldest offline snapshots of the volume that hitkit
-// took as kind, beyond keep.
-func Prune(api *groupapi.Client, volume, kind string, keep int) ([]string, error) {
+// took as kind, beyond keep. It never deletes one named in spare.
+func Prune(api *groupapi.Client, volume, kind string, keep int, spare ...string) ([]string, error) {
 	snaps, err := api.Snapshots(volume)
 	if err != nil {
 		return nil, err
 	}
+	var pruned []string
+	for _, name := range pruneable(snaps, kind, keep, spare) {
+		err := api.DeleteSnapshot(volume, name)
+		var se *groupapi.StatusError
+		if errors.As(err, &se) && se.Status == http.StatusNotFound {
+			continue // deleted meanwhile, by another prune
+		}
+		if err != nil {
+			return pruned, fmt.Errorf("deleting %s: %w", name, err)
+		}
+		pruned = append(pruned, name)
+	}
+	return pruned, nil
+}
+
+// pruneable picks, oldest first, the snapshots that hitkit took as kind
+// beyond the newest keep, except those online (in use: a mount or a
+// backup) and those named in spare. Those it spares still count among
+// the kept, so more than keep may stay.
+func pruneable(snaps []groupapi.Snapshot, kind string, keep int, spare []string) []string {
 	var mine []groupapi.Snapshot
 	for _, s := range snaps {
 		if MadeBy(s) == kind {
@@ -165,15 +188,12 @@ func Prune(api *groupapi.Client, volume, kind string, keep int) ([]string, error
 		}
 	}
 	sort.SliceStable(mine, func(i, j int) bool { return mine[i].Created.Before(mine[j].Created) })
-	var pruned []string
+	var out []string
 	for i := 0; i < len(mine)-keep; i++ {
-		if mine[i].Online {
-			continue // in use: a mount or a backup
+		if mine[i].Online || slices.Contains(spare, mine[i].Name) {
+			continue
 		}
-		if err := api.DeleteSnapshot(volume, mine[i].Name); err != nil {
-			return pruned, fmt.Errorf("deleting %s: %w", mine[i].Name, err)
-		}
-		pruned = append(pruned, mine[i].Name)
+		out = append(out, mine[i].Name)
 	}
-	return pruned, nil
+	return out
 }
