@@ -68,13 +68,19 @@ func (v *volume) export(runtime string) error {
 		return fmt.Errorf("NBD export: %w", err)
 	}
 	v.loop, err = blockdev.ExportLoop(dev, v.mnt, blockdev.LoopOptions{
-		Logger: v.log, CloseTimeout: 5 * time.Second,
+		Logger: v.log, CloseTimeout: exportCloseTimeout,
 	})
 	if err != nil {
 		return fmt.Errorf("loop device: %w", err)
 	}
 	return v.loop.Link(v.link)
 }
+
+// exportCloseTimeout bounds each step of taking the loop device and its
+// FUSE file away. The kernel lets go of a detached loop device's backing
+// file asynchronously, and the FUSE unmount waits for that; on a loaded
+// host it has been seen to take more than 5 s.
+const exportCloseTimeout = 20 * time.Second
 
 func deviceConfig(r ConnectRequest, log *logrus.Entry) (mpio.Config, error) {
 	plan, err := planPaths(r)
