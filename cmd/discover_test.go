@@ -15,6 +15,7 @@ import (
 
 	"github.com/hitkit/hitkit/array"
 	"github.com/hitkit/hitkit/array/responder"
+	"github.com/hitkit/hitkit/internal/labtest"
 )
 
 // TestDiscoverUninitialized brings a lab up with its default uninitialised
@@ -22,7 +23,7 @@ import (
 func TestDiscoverUninitialized(t *testing.T) {
 	bin := buildHitkit(t)
 	dir := filepath.Join(t.TempDir(), "group")
-	base := fmt.Sprintf("127.0.%d.0", 100+mrand.IntN(100))
+	base := labtest.ReserveBase(t, labtest.GroupBases).String()
 	t.Cleanup(func() { labCLI(t, bin, "lab", "down", "--dir", dir) })
 	if code, _, errOut := labCLI(t, bin, "lab", "up", "--dir", dir, "--base-ip", base, "--volume", "v:8MiB", "--uninitialized", "1", "--json"); code != 0 {
 		t.Fatalf("lab up: exit %d: %s\n%s", code, errOut, tailFile(filepath.Join(dir, "lab.log")))
@@ -176,7 +177,7 @@ func TestDiscoverUninitializedMDNS(t *testing.T) {
 	n := newMDNSNet(t)
 	bin := buildHitkit(t)
 	dir := filepath.Join(t.TempDir(), "group")
-	base := fmt.Sprintf("127.0.%d.0", 100+mrand.IntN(100))
+	base := labtest.ReserveBase(t, labtest.GroupBases).String()
 	t.Cleanup(func() { labCLI(t, bin, "lab", "down", "--dir", dir) })
 	if code, _, errOut := inNetns(t, n.array, bin, "lab", "up", "--dir", dir, "--base-ip", base, "--volume", "v:8MiB",
 		"--uninitialized", "2", "--mdns-interface", n.arrayNIC, "--json"); code != 0 {

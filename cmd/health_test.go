@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/mail"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,10 +20,10 @@ import (
 	"unsafe"
 
 	"github.com/hitkit/hitkit/array"
-	"github.com/hitkit/hitkit/array/mgmt"
 	"github.com/hitkit/hitkit/daemon"
 	"github.com/hitkit/hitkit/groupapi"
 	"github.com/hitkit/hitkit/health"
+	"github.com/hitkit/hitkit/internal/labtest"
 	"github.com/hitkit/hitkit/mpio"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -111,34 +110,13 @@ func startHealthLab(t *testing.T) *healthLab {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: lab group on 127.0.x.y, FUSE and loop devices")
 	}
+	lab := labtest.Start(t, labtest.Options{Spec: array.Spec{Volumes: []array.VolumeSpec{{Name: "vol1", Size: 32 << 20}}}, ManagementAPI: true})
+	g := lab.Group
+	l := &healthLab{g: g, dir: lab.Dir, runtime: t.TempDir(), state: t.TempDir(),
+		password: lab.AdminPassword(t), fingerprint: lab.Fingerprint(t)}
+	secret := lab.CHAPSecret(t, "vol1")
 	quiet := logrus.New()
 	quiet.SetOutput(io.Discard)
-	dir := t.TempDir()
-	var g *array.Group
-	var err error
-	for range 5 {
-		spec := array.Spec{
-			BaseIP:  netip.AddrFrom4([4]byte{127, 0, byte(100 + rand.IntN(100)), 0}),
-			Volumes: []array.VolumeSpec{{Name: "vol1", Size: 32 << 20}},
-		}
-		opts := array.Options{Logger: quiet, NoControlSocket: true, Services: []array.Service{mgmt.New()}}
-		if g, err = array.Start(dir, spec, opts); err == nil {
-			break
-		}
-		os.RemoveAll(dir)
-		os.MkdirAll(dir, 0o700)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.Close() })
-	l := &healthLab{g: g, dir: dir, runtime: t.TempDir(), state: t.TempDir()}
-	pw, _ := os.ReadFile(array.AdminPasswordFile(dir))
-	l.password = string(bytes.TrimSpace(pw))
-	if l.fingerprint, err = mgmt.FingerprintFile(dir); err != nil {
-		t.Fatal(err)
-	}
-	secret, _ := os.ReadFile(array.CHAPSecretFile(dir, "vol1"))
 	d, err := daemon.New(daemon.Options{RuntimeDir: l.runtime, StateDir: l.state, Log: logrus.NewEntry(quiet)})
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +148,7 @@ func startHealthLab(t *testing.T) *healthLab {
 	// through hitkitd.
 	_, err = daemon.NewClient(l.runtime).Connect(ctx, daemon.ConnectRequest{
 		Name: "vol1", Portal: g.GroupAddr(), Target: vol.IQN,
-		CHAPUser: vol.CHAPUser, CHAPSecret: string(bytes.TrimSpace(secret)),
+		CHAPUser: vol.CHAPUser, CHAPSecret: secret,
 		Sources: []string{"127.0.0.2", "127.0.0.3"}, NoPathTimeout: "20s", LoginAtBoot: true,
 		GroupFingerprint: l.fingerprint, GroupAdminPassword: l.password,
 	})

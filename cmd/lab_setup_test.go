@@ -3,7 +3,6 @@ package cmd
 import (
 	"encoding/json"
 	"fmt"
-	mrand "math/rand/v2"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hitkit/hitkit/internal/labtest"
 	"github.com/hitkit/hitkit/setupapi"
 )
 
@@ -44,7 +44,7 @@ func labSiteStatusJSON(t *testing.T, bin, dir string) labSiteStatus {
 func TestLabSetupKilledMidSetup(t *testing.T) {
 	bin := buildHitkit(t)
 	dir := filepath.Join(t.TempDir(), "site")
-	base := netip.AddrFrom4([4]byte{127, 0, byte(200 + mrand.IntN(50)), 0})
+	base := labtest.ReserveBase(t, labtest.SiteBases)
 	addr := func(n int) string {
 		b := base.As4()
 		b[3] += byte(n)

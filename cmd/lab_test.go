@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"fmt"
-	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/hitkit/hitkit/groupapi"
 	"github.com/hitkit/hitkit/initiator"
+	"github.com/hitkit/hitkit/internal/labtest"
 	"github.com/hitkit/hitkit/scsi"
 )
 
@@ -116,7 +115,7 @@ func readPID(t *testing.T, dir string) int {
 func TestLabCLI(t *testing.T) {
 	bin := buildHitkit(t)
 	dir := filepath.Join(t.TempDir(), "group")
-	base := fmt.Sprintf("127.0.%d.0", 100+mrand.IntN(100))
+	base := labtest.ReserveBase(t, labtest.GroupBases).String()
 	t.Cleanup(func() { labCLI(t, bin, "lab", "down", "--dir", dir) })
 
 	code, out, errOut := labCLI(t, bin, "lab", "up", "--dir", dir, "--base-ip", base, "--volume", "data:32MiB", "--json")
@@ -313,7 +312,7 @@ func tailFile(path string) string {
 func TestLabNoPowerOnAttention(t *testing.T) {
 	bin := buildHitkit(t)
 	dir := filepath.Join(t.TempDir(), "group")
-	base := fmt.Sprintf("127.0.%d.0", 100+mrand.IntN(100))
+	base := labtest.ReserveBase(t, labtest.GroupBases).String()
 	t.Cleanup(func() { labCLI(t, bin, "lab", "down", "--dir", dir) })
 	code, out, errOut := labCLI(t, bin, "lab", "up", "--dir", dir, "--base-ip", base, "--volume", "v:8MiB", "--no-power-on-attention", "--json")
 	if code != 0 {

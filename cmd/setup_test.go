@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/hitkit/hitkit/groupapi"
 	"github.com/hitkit/hitkit/initiator"
+	"github.com/hitkit/hitkit/internal/labtest"
 	"github.com/hitkit/hitkit/internal/peer"
 	"github.com/hitkit/hitkit/setupapi"
 )
@@ -36,7 +36,7 @@ func (s setupSite) addr(last int) string { return fmt.Sprintf("%s%d", s.base, la
 func startSetupSite(t *testing.T, uninitialized int) setupSite {
 	t.Helper()
 	bin := buildHitkit(t)
-	s := setupSite{bin: bin, dir: filepath.Join(t.TempDir(), "site"), base: fmt.Sprintf("127.0.%d.", 100+mrand.IntN(100))}
+	s := setupSite{bin: bin, dir: filepath.Join(t.TempDir(), "site"), base: strings.TrimSuffix(labtest.ReserveBase(t, labtest.GroupBases).String(), "0")}
 	s.probe = s.base + "0/24"
 	t.Cleanup(func() { labCLI(t, bin, "lab", "down", "--dir", s.dir) })
 	code, _, errOut := labCLI(t, bin, "lab", "up", "--dir", s.dir, "--base-ip", s.base+"0", "--members", "0", "--uninitialized", fmt.Sprint(uninitialized), "--json")

@@ -6,8 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"io"
-	mrand "math/rand/v2"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -19,6 +17,7 @@ import (
 	"unsafe"
 
 	"github.com/hitkit/hitkit/array"
+	"github.com/hitkit/hitkit/internal/labtest"
 	"github.com/hitkit/hitkit/mpio"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -27,7 +26,7 @@ import (
 // testLab is a lab group with vol1 (64 MiB, CHAP) and vol2 (128 MiB,
 // open to 127/8, for the filesystem test).
 type testLab struct {
-	dir    string
+	*labtest.Lab
 	g      *array.Group
 	vol1   array.VolumeConfig
 	secret string
@@ -41,45 +40,16 @@ func startLab(t *testing.T, services ...array.Service) *testLab {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the lab group binds 127.0.x.y addresses; exports need FUSE and loop devices")
 	}
-	for _, src := range []string{"127.0.0.2", "127.0.0.3"} {
-		l, err := net.Listen("tcp", src+":0")
-		if err != nil {
-			t.Skipf("cannot bind source address %s: %v", src, err)
-		}
-		l.Close()
-	}
-	dir := t.TempDir()
+	labtest.RequireSources(t, "127.0.0.2", "127.0.0.3")
 	open := array.AccessList{{Network: netip.MustParsePrefix("127.0.0.0/8")}}
-	var g *array.Group
-	var err error
-	for range 5 {
-		spec := array.Spec{
-			BaseIP: netip.AddrFrom4([4]byte{127, 0, byte(100 + mrand.IntN(100)), 0}),
-			Volumes: []array.VolumeSpec{
-				{Name: "vol1", Size: 64 << 20},
-				{Name: "vol2", Size: 320 << 20, Access: open},
-			},
-		}
-		opts := array.Options{Logger: quietLogger(), NoControlSocket: true, Services: services}
-		if g, err = array.Start(dir, spec, opts); err == nil {
-			break
-		}
-		os.RemoveAll(dir)
-		os.MkdirAll(dir, 0o700)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.Close() })
-	b, err := os.ReadFile(array.CHAPSecretFile(dir, "vol1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := os.ReadFile(array.MutualCHAPFile(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testLab{dir: dir, g: g, vol1: g.Config().Volumes[0], secret: string(bytes.TrimSpace(b)), mutual: string(bytes.TrimSpace(m))}
+	l := labtest.Start(t, labtest.Options{
+		Spec: array.Spec{Volumes: []array.VolumeSpec{
+			{Name: "vol1", Size: 64 << 20},
+			{Name: "vol2", Size: 320 << 20, Access: open},
+		}},
+		Services: services,
+	})
+	return &testLab{Lab: l, g: l.Group, vol1: l.Volume(t, "vol1"), secret: l.CHAPSecret(t, "vol1"), mutual: l.MutualCHAPSecret(t)}
 }
 
 func (l *testLab) request(name string) ConnectRequest {

@@ -1,12 +1,10 @@
 package daemon
 
 import (
-	"bytes"
 	"math/rand/v2"
 	"os"
 	"testing"
 
-	"github.com/hitkit/hitkit/array"
 	"github.com/hitkit/hitkit/array/mgmt"
 	"golang.org/x/sys/unix"
 )
@@ -17,11 +15,6 @@ import (
 // holds their page, so the group forwards (almost) nothing.
 func TestSliceAwareConnect(t *testing.T) {
 	lab := startLab(t, mgmt.New())
-	password, _ := os.ReadFile(array.AdminPasswordFile(lab.dir))
-	fingerprint, err := mgmt.FingerprintFile(lab.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	g := lab.g
 
 	rd := startDaemon(t, t.TempDir(), t.TempDir())
@@ -29,7 +22,7 @@ func TestSliceAwareConnect(t *testing.T) {
 		Name: "sliced", Portal: g.GroupAddr(), Target: lab.vol1.IQN,
 		CHAPUser: lab.vol1.CHAPUser, CHAPSecret: lab.secret,
 		Sources: []string{"127.0.0.2", "127.0.0.3"}, SessionsPerSlice: 2, MaxSessions: 6,
-		GroupFingerprint: fingerprint, GroupAdminPassword: string(bytes.TrimSpace(password)),
+		GroupFingerprint: lab.Fingerprint(t), GroupAdminPassword: lab.AdminPassword(t),
 	})
 	if n := len(rd.status(t, "sliced").Paths); n != 4 {
 		t.Fatalf("%d sessions, want 2 per member of the 2 holding the volume", n)

@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,10 +13,11 @@ import (
 
 	"github.com/hitkit/hitkit/array"
 	"github.com/hitkit/hitkit/initiator"
+	"github.com/hitkit/hitkit/internal/labtest"
 	"github.com/hitkit/hitkit/iscsi"
 )
 
-// labGroup is a lab group started in-process on a random 127.0.x.0 base,
+// labGroup is a lab group started in-process by labtest on its own base,
 // with one 64 MiB volume spread over two members.
 type labGroup struct {
 	g      *array.Group
@@ -28,34 +27,8 @@ type labGroup struct {
 
 func startGroup(t *testing.T) *labGroup {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the lab group binds 127.0.x.y addresses")
-	}
-	dir := t.TempDir()
-	var g *array.Group
-	var err error
-	for range 5 {
-		spec := array.Spec{
-			BaseIP:  netip.AddrFrom4([4]byte{127, 0, byte(100 + rand.IntN(100)), 0}),
-			Volumes: []array.VolumeSpec{{Name: "vol1", Size: 64 << 20}},
-		}
-		if g, err = array.Start(dir, spec, array.Options{Logger: quiet(), NoControlSocket: true}); err == nil {
-			break
-		}
-		os.RemoveAll(dir)
-		os.MkdirAll(dir, 0o700)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.Close() })
-	l := &labGroup{g: g, vol: g.Config().Volumes[0]}
-	b, err := os.ReadFile(array.CHAPSecretFile(dir, "vol1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.secret = bytes.TrimSpace(b)
-	return l
+	lab := labtest.Start(t, labtest.Options{Spec: array.Spec{Volumes: []array.VolumeSpec{{Name: "vol1", Size: 64 << 20}}}})
+	return &labGroup{g: lab.Group, vol: lab.Volume(t, "vol1"), secret: []byte(lab.CHAPSecret(t, "vol1"))}
 }
 
 // config logs in at the group IP with the volume's CHAP credentials, and

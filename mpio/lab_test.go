@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -17,25 +16,25 @@ import (
 
 	"github.com/hitkit/hitkit/array"
 	"github.com/hitkit/hitkit/initiator"
+	"github.com/hitkit/hitkit/internal/labtest"
 	"github.com/sirupsen/logrus"
 )
 
 // The lab group is shared by the tests of the package: it starts on first
 // use and stops in TestMain. Tests that inject faults clear them when done.
 var lab struct {
-	once   sync.Once
-	g      *array.Group
-	dir    string
-	vol    array.VolumeConfig
-	secret []byte
-	err    error
+	once    sync.Once
+	running *labtest.Lab
+	g       *array.Group
+	vol     array.VolumeConfig
+	secret  []byte
+	err     error
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if lab.g != nil {
-		lab.g.Close()
-		os.RemoveAll(lab.dir)
+	if lab.running != nil {
+		lab.running.Close()
 	}
 	os.Exit(code)
 }
@@ -49,40 +48,22 @@ func startLab(t testing.TB) *array.Group {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the lab group binds 127.0.x.y addresses")
 	}
-	for _, src := range []string{"127.0.0.2", "127.0.0.3"} {
-		l, err := net.Listen("tcp", src+":0")
-		if err != nil {
-			t.Skipf("cannot bind source address %s: %v", src, err)
-		}
-		l.Close()
-	}
+	labtest.RequireSources(t, "127.0.0.2", "127.0.0.3")
 	lab.once.Do(func() {
-		lab.dir, lab.err = os.MkdirTemp("", "mpio-lab-")
-		if lab.err != nil {
-			return
-		}
 		open := array.AccessList{{Network: netip.MustParsePrefix("127.0.0.0/8")}}
-		for range 5 {
-			spec := array.Spec{
-				BaseIP: netip.AddrFrom4([4]byte{127, 0, byte(100 + rand.IntN(100)), 0}),
-				Volumes: []array.VolumeSpec{
-					{Name: "vol1", Size: labVolumeSize},
-					{Name: "vol2", Size: 8 << 20, Access: open},
-					{Name: "vol3", Size: 8 << 20, Access: open},
-				},
-			}
-			lab.g, lab.err = array.Start(lab.dir, spec, array.Options{Logger: quietLogger(), NoControlSocket: true})
-			if lab.err == nil {
-				break
-			}
-			os.RemoveAll(lab.dir)
-			os.MkdirAll(lab.dir, 0o700)
-		}
+		lab.running, lab.err = labtest.New(labtest.Options{Spec: array.Spec{
+			Volumes: []array.VolumeSpec{
+				{Name: "vol1", Size: labVolumeSize},
+				{Name: "vol2", Size: 8 << 20, Access: open},
+				{Name: "vol3", Size: 8 << 20, Access: open},
+			},
+		}})
 		if lab.err != nil {
 			return
 		}
+		lab.g = lab.running.Group
 		lab.vol = lab.g.Config().Volumes[0]
-		b, err := os.ReadFile(array.CHAPSecretFile(lab.dir, "vol1"))
+		b, err := os.ReadFile(lab.running.CHAPSecretFile("vol1"))
 		lab.secret, lab.err = bytes.TrimSpace(b), err
 	})
 	if lab.err != nil {

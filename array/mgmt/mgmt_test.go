@@ -9,10 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
 	"reflect"
@@ -26,6 +24,7 @@ import (
 	"github.com/hitkit/hitkit/array"
 	"github.com/hitkit/hitkit/array/mgmt"
 	"github.com/hitkit/hitkit/groupapi"
+	"github.com/hitkit/hitkit/internal/labtest"
 	"github.com/hitkit/hitkit/internal/peer"
 )
 
@@ -56,40 +55,20 @@ type fixture struct {
 	base     string
 }
 
-// start runs a lab group in-process on a random 127.0.x.0 base, with the
+// start runs a lab group in-process (labtest), with the
 // management API as a service and every log line captured.
 func start(t *testing.T) *fixture {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the lab group binds 127.0.x.y addresses")
-	}
 	f := &fixture{log: &syncBuffer{}}
 	l := logrus.New()
 	l.SetOutput(f.log)
 	l.SetLevel(logrus.DebugLevel)
-	dir := t.TempDir()
-	var err error
-	for range 5 {
-		f.srv = mgmt.New()
-		spec := array.Spec{
-			BaseIP:  netip.AddrFrom4([4]byte{127, 0, byte(100 + rand.IntN(100)), 0}),
-			Volumes: []array.VolumeSpec{{Name: "vol1", Size: 64 << 20}},
-		}
-		if f.g, err = array.Start(dir, spec, array.Options{Logger: l, NoControlSocket: true, Services: []array.Service{f.srv}}); err == nil {
-			break
-		}
-		os.RemoveAll(dir)
-		os.MkdirAll(dir, 0o700)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.g.Close() })
-	pw, err := os.ReadFile(array.AdminPasswordFile(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.password = bytes.TrimSpace(pw)
+	lab := labtest.Start(t, labtest.Options{
+		Spec:          array.Spec{Volumes: []array.VolumeSpec{{Name: "vol1", Size: 64 << 20}}},
+		ManagementAPI: true, Logger: l,
+	})
+	f.g, f.srv, f.password = lab.Group, lab.API, []byte(lab.AdminPassword(t))
+	dir := lab.Dir
 	pemCert, err := os.ReadFile(mgmt.CertFile(dir))
 	if err != nil {
 		t.Fatal(err)

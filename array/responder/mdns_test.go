@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	mrand "math/rand/v2"
 	"net"
 	"net/netip"
@@ -18,12 +17,12 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netns"
 
 	"github.com/hitkit/hitkit/array"
 	"github.com/hitkit/hitkit/array/responder"
 	"github.com/hitkit/hitkit/discovery"
+	"github.com/hitkit/hitkit/internal/labtest"
 )
 
 func TestTXTRoundTrip(t *testing.T) {
@@ -67,16 +66,12 @@ func TestMDNSInterfaceRefused(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the lab group binds 127.0.x.y addresses")
 	}
-	l := logrus.New()
-	l.SetOutput(io.Discard)
 	for iface, says := range map[string]string{"lo": "loopback", "hk-no-such0": "hk-no-such0"} {
 		r := responder.New()
 		r.MDNSInterface = iface
-		base := netip.AddrFrom4([4]byte{127, 0, byte(100 + mrand.IntN(100)), 0})
-		spec := array.Spec{BaseIP: base, Members: 1, Uninitialized: 1, Volumes: []array.VolumeSpec{{Name: "vol1", Size: 8 << 20}}}
-		g, err := array.Start(t.TempDir(), spec, array.Options{Logger: l, NoControlSocket: true, Services: []array.Service{r}})
+		l, err := labtest.New(labtest.Options{Spec: respondingSpec(), Services: []array.Service{r}})
 		if err == nil {
-			g.Close()
+			l.Close()
 			t.Fatalf("--mdns-interface %s: the group started", iface)
 		}
 		if !strings.Contains(err.Error(), says) {
@@ -277,19 +272,18 @@ func garbage(t *testing.T, n pairNet) {
 // returns the group and the uninitialised members' numbers by serial.
 func startInNS(t *testing.T, n pairNet, uninit int) (*array.Group, map[string]int) {
 	t.Helper()
-	l := logrus.New()
-	l.SetOutput(io.Discard)
 	r := responder.New()
 	r.MDNSInterface = "arr0"
 	r.SetupInfo = func(m int) (string, string) { return fmt.Sprintf("https://127.0.0.1:%d", 9000+m), "fp" }
-	var g *array.Group
+	var l *labtest.Lab
 	inNS(t, n.array, func() (err error) {
-		base := netip.AddrFrom4([4]byte{127, 0, byte(100 + mrand.IntN(100)), 0})
-		spec := array.Spec{BaseIP: base, Members: 1, Uninitialized: uninit, Volumes: []array.VolumeSpec{{Name: "vol1", Size: 8 << 20}}}
-		g, err = array.Start(t.TempDir(), spec, array.Options{Logger: l, NoControlSocket: true, Services: []array.Service{r}})
+		spec := respondingSpec()
+		spec.Uninitialized = uninit
+		l, err = labtest.New(labtest.Options{Spec: spec, Services: []array.Service{r}})
 		return err
 	})
-	t.Cleanup(func() { g.Close() })
+	t.Cleanup(func() { l.Close() })
+	g := l.Group
 	want := map[string]int{}
 	for _, m := range g.Config().Members {
 		if !m.Initialized {

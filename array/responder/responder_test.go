@@ -2,20 +2,16 @@ package responder_test
 
 import (
 	"context"
-	"io"
-	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/hitkit/hitkit/array"
 	"github.com/hitkit/hitkit/array/responder"
 	"github.com/hitkit/hitkit/discovery"
+	"github.com/hitkit/hitkit/internal/labtest"
 )
 
 func startGroup(t *testing.T) (*array.Group, netip.Addr) {
@@ -24,31 +20,17 @@ func startGroup(t *testing.T) (*array.Group, netip.Addr) {
 }
 
 // startGroupWith starts a lab group of one member and one uninitialised
-// member, with r as its only service, on a random 127.0.x.0 base.
+// member, with r as its only service, on a base of its own (labtest).
 func startGroupWith(t *testing.T, r *responder.Responder) (*array.Group, netip.Addr) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the lab group binds 127.0.x.y addresses")
-	}
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	dir := t.TempDir()
-	var (
-		g   *array.Group
-		err error
-	)
-	for range 5 {
-		base := netip.AddrFrom4([4]byte{127, 0, byte(100 + rand.IntN(100)), 0})
-		spec := array.Spec{BaseIP: base, Members: 1, Uninitialized: 1, Volumes: []array.VolumeSpec{{Name: "vol1", Size: 8 << 20}}}
-		if g, err = array.Start(dir, spec, array.Options{Logger: l, NoControlSocket: true, Services: []array.Service{r}}); err == nil {
-			t.Cleanup(func() { g.Close() })
-			return g, base
-		}
-		os.RemoveAll(dir)
-		os.MkdirAll(dir, 0o700)
-	}
-	t.Fatal(err)
-	return nil, netip.Addr{}
+	l := labtest.Start(t, labtest.Options{Spec: respondingSpec(), Services: []array.Service{r}})
+	return l.Group, l.Base
+}
+
+// respondingSpec is a group of one member and one uninitialised member,
+// which the responder answers for.
+func respondingSpec() array.Spec {
+	return array.Spec{Members: 1, Uninitialized: 1, Volumes: []array.VolumeSpec{{Name: "vol1", Size: 8 << 20}}}
 }
 
 func uninitialized(t *testing.T, g *array.Group) array.MemberStatus {

@@ -17,11 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/hitkit/hitkit/array"
-	"github.com/hitkit/hitkit/array/mgmt"
 	"github.com/hitkit/hitkit/groupapi"
+	"github.com/hitkit/hitkit/internal/labtest"
 	"github.com/hitkit/hitkit/internal/peer"
 	"github.com/hitkit/hitkit/setupapi"
 )
@@ -29,84 +27,40 @@ import (
 // site is a lab site of uninitialised members with the setup service and
 // the management API, as `hitkit lab up --members 0` runs it.
 type site struct {
+	lab  *labtest.Lab
 	g    *array.Group
 	svc  *Service
 	dir  string
 	base netip.Addr
 }
 
-func testLogger(t *testing.T) logrus.FieldLogger {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "lab.log")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := logrus.New()
-	l.SetOutput(f)
-	l.SetLevel(logrus.DebugLevel)
-	t.Cleanup(func() {
-		f.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(path)
-			s := string(b)
-			if len(s) > 6000 {
-				s = "..." + s[len(s)-6000:]
-			}
-			t.Logf("group log:\n%s", s)
-		}
-	})
-	return l
-}
-
-// startSite starts a site on a random 127.0.X.0 base (200 to 249, away
-// from the other packages' tests), retrying when the addresses are taken.
+// startSite starts a site on a base of labtest's SiteBases, away from
+// the other packages' groups.
 func startSite(t *testing.T, spec array.Spec) *site {
 	t.Helper()
-	dir := t.TempDir()
-	var err error
-	for range 5 {
-		spec.BaseIP = netip.AddrFrom4([4]byte{127, 0, byte(200 + rand.IntN(50)), 0})
-		s := &site{dir: dir, base: spec.BaseIP}
-		if s.g, err = s.open(t, spec); err == nil {
-			t.Cleanup(func() { s.g.Close() })
-			return s
-		}
-		os.RemoveAll(dir)
-		os.MkdirAll(dir, 0o700)
-	}
-	t.Fatal(err)
-	return nil
+	s := &site{}
+	s.lab = labtest.Start(t, s.options(spec))
+	s.g, s.dir, s.base = s.lab.Group, s.lab.Dir, s.lab.Base
+	return s
 }
 
-func (s *site) open(t *testing.T, spec array.Spec) (*array.Group, error) {
+// options has a new setup service, since a service starts only once.
+func (s *site) options(spec array.Spec) labtest.Options {
 	s.svc = New()
 	s.svc.RAIDDelay = 50 * time.Millisecond
-	return array.Start(s.dir, spec, array.Options{
-		Logger: testLogger(t), NoControlSocket: true,
-		Services: []array.Service{s.svc}, GroupServices: []array.Service{mgmt.New()},
-	})
+	return labtest.Options{Spec: spec, Bases: labtest.SiteBases, Services: []array.Service{s.svc}, ManagementAPI: true}
 }
 
 // restart stops the site and serves it again from its directory.
 func (s *site) restart(t *testing.T) {
 	t.Helper()
-	if err := s.g.Close(); err != nil {
+	if err := s.lab.Reopen(s.options(array.Spec{})); err != nil {
 		t.Fatal(err)
 	}
-	g, err := s.open(t, array.Spec{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.g = g
-	t.Cleanup(func() { g.Close() })
+	s.g = s.lab.Group
 }
 
-func (s *site) addr(n int) netip.Addr {
-	b := s.base.As4()
-	b[3] += byte(n)
-	return netip.AddrFrom4(b)
-}
+func (s *site) addr(n int) netip.Addr { return s.lab.Addr(byte(n)) }
 
 // client talks to member m's setup endpoint, pinned to the announced
 // fingerprint.
