@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"math/rand/v2"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +15,7 @@ import (
 
 	"github.com/hitkit/hitkit/array"
 	"github.com/hitkit/hitkit/daemon"
-	"github.com/sirupsen/logrus"
+	"github.com/hitkit/hitkit/internal/labtest"
 )
 
 func TestMpioUsage(t *testing.T) {
@@ -61,30 +58,8 @@ func TestMpioNotRunning(t *testing.T) {
 // startCLILab starts a lab group in this process, with vol1 behind CHAP.
 func startCLILab(t *testing.T) (*array.Group, array.VolumeConfig, string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: lab group on 127.0.x.y, FUSE and loop devices")
-	}
-	dir := t.TempDir()
-	quiet := logrus.New()
-	quiet.SetOutput(io.Discard)
-	var g *array.Group
-	var err error
-	for range 5 {
-		spec := array.Spec{
-			BaseIP:  netip.AddrFrom4([4]byte{127, 0, byte(100 + rand.IntN(100)), 0}),
-			Volumes: []array.VolumeSpec{{Name: "vol1", Size: 32 << 20}},
-		}
-		if g, err = array.Start(dir, spec, array.Options{Logger: quiet, NoControlSocket: true}); err == nil {
-			break
-		}
-		os.RemoveAll(dir)
-		os.MkdirAll(dir, 0o700)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.Close() })
-	return g, g.Config().Volumes[0], array.CHAPSecretFile(dir, "vol1")
+	l := labtest.Start(t, labtest.Options{Spec: array.Spec{Volumes: []array.VolumeSpec{{Name: "vol1", Size: 32 << 20}}}})
+	return l.Group, l.Volume(t, "vol1"), l.CHAPSecretFile("vol1")
 }
 
 type statusJSON struct {

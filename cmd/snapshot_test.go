@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,10 +19,10 @@ import (
 	"time"
 
 	"github.com/hitkit/hitkit/array"
-	"github.com/hitkit/hitkit/array/mgmt"
 	"github.com/hitkit/hitkit/daemon"
 	"github.com/hitkit/hitkit/groupapi"
 	"github.com/hitkit/hitkit/initiator"
+	"github.com/hitkit/hitkit/internal/labtest"
 	"github.com/hitkit/hitkit/vss"
 	"github.com/sirupsen/logrus"
 )
@@ -109,36 +107,14 @@ func startSnapLab(t *testing.T) *snapLab {
 		}
 	}
 	bin := buildHitkit(t)
-	quiet := logrus.New()
-	quiet.SetOutput(io.Discard)
-	dir := t.TempDir()
-	var g *array.Group
-	var srv *mgmt.Server
-	var err error
-	for range 5 {
-		srv = mgmt.New()
-		spec := array.Spec{
-			BaseIP:  netip.AddrFrom4([4]byte{127, 0, byte(100 + mrand.IntN(100)), 0}),
-			Volumes: []array.VolumeSpec{{Name: "vol1", Size: 128 << 20}},
-		}
-		if g, err = array.Start(dir, spec, array.Options{Logger: quiet, NoControlSocket: true, Services: []array.Service{srv}}); err == nil {
-			break
-		}
-		os.RemoveAll(dir)
-		os.MkdirAll(dir, 0o700)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.Close() })
+	lab := labtest.Start(t, labtest.Options{
+		Spec:          array.Spec{Volumes: []array.VolumeSpec{{Name: "vol1", Size: 128 << 20}}},
+		ManagementAPI: true,
+	})
 	l := &snapLab{
-		g: g, dir: dir, apiAddr: srv.ListenAddr(), fp: srv.Fingerprint(), passwordFile: array.AdminPasswordFile(dir),
-		vol: g.Config().Volumes[0], secretFile: array.CHAPSecretFile(dir, "vol1"), bin: bin,
-		runtime: t.TempDir(), state: t.TempDir(),
-	}
-	pw, _ := os.ReadFile(l.passwordFile)
-	if l.api, err = groupapi.Dial(l.apiAddr, l.fp, bytes.TrimSpace(pw)); err != nil {
-		t.Fatal(err)
+		g: lab.Group, dir: lab.Dir, apiAddr: lab.API.ListenAddr(), fp: lab.Fingerprint(t), passwordFile: lab.AdminPasswordFile(),
+		vol: lab.Volume(t, "vol1"), secretFile: lab.CHAPSecretFile("vol1"), bin: bin,
+		runtime: t.TempDir(), state: t.TempDir(), api: lab.Dial(t),
 	}
 	l.groupArgs = []string{"--group-api", l.apiAddr, "--group-fingerprint", l.fp, "--group-admin-file", l.passwordFile}
 	l.dirArgs = []string{"--runtime-dir", l.runtime, "--state-dir", l.state}
