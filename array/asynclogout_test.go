@@ -56,23 +56,13 @@ func TestAsyncLogoutWithIscsiPerf(t *testing.T) {
 
 	first := waitSession(t, g, 0)
 	time.Sleep(time.Second) // well into the run: 32 commands in flight
-	msg, err := g.Inject(FaultRequest{Kind: FaultLogoutRequest, Volume: "vol1", Within: Duration(2 * time.Second)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(msg, "1 session") {
-		t.Fatalf("logout request: %s", msg)
-	}
-	second := waitSession(t, g, first.TSIH)
-	if second.Member == 0 {
-		t.Fatalf("the new session stayed at the group IP: %+v", second)
-	}
+	second := logoutAndReplace(t, g, first)
 	time.Sleep(500 * time.Millisecond)
 	if n := sessionCommands(g, second.TSIH); n == 0 {
 		t.Error("no I/O on the session that replaced the one asked to log out")
 	}
 
-	err = <-done
+	err := <-done
 	output := strings.ReplaceAll(out.String(), "\r", "\n")
 	if ctx.Err() != nil {
 		t.Fatalf("iscsi-perf had not ended %v after its %v run time; killed:\n%s", grace, runtime, tail(output, 3000))

@@ -168,18 +168,7 @@ func TestLabWithLibiscsi(t *testing.T) {
 		}
 		defer perf.Wait()
 		defer cancel()
-		first := waitSession(t, g, 0)
-		msg, err := g.Inject(FaultRequest{Kind: FaultLogoutRequest, Volume: "vol1", Within: Duration(2 * time.Second)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(msg, "1 session") {
-			t.Fatalf("logout request: %s", msg)
-		}
-		second := waitSession(t, g, first.TSIH)
-		if second.Member == 0 {
-			t.Fatalf("the new session stayed at the group IP: %+v", second)
-		}
+		second := logoutAndReplace(t, g, waitSession(t, g, 0))
 		time.Sleep(300 * time.Millisecond)
 		if n := sessionCommands(g, second.TSIH); n == 0 {
 			t.Fatal("no I/O on the session that replaced the one asked to log out")
@@ -252,6 +241,25 @@ func TestLabAccessControlWithLibiscsi(t *testing.T) {
 }
 
 // sessionCommands is how many commands session tsih has run.
+// logoutAndReplace asks vol1's one session, first, to log out, and
+// returns the session that replaces it, which must have been redirected
+// to a member port.
+func logoutAndReplace(t *testing.T, g *Group, first SessionStatus) SessionStatus {
+	t.Helper()
+	msg, err := g.Inject(FaultRequest{Kind: FaultLogoutRequest, Volume: "vol1", Within: Duration(2 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(msg, "1 session") {
+		t.Fatalf("logout request: %s", msg)
+	}
+	second := waitSession(t, g, first.TSIH)
+	if second.Member == 0 {
+		t.Fatalf("the new session stayed at the group IP: %+v", second)
+	}
+	return second
+}
+
 func sessionCommands(g *Group, tsih uint16) uint64 {
 	for _, s := range g.Status().Sessions {
 		if s.TSIH == tsih {
