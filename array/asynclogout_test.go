@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hitkit/hitkit/internal/peer"
+	"github.com/hitkit/hitkit/internal/testlog"
 )
 
 // TestAsyncLogoutWithIscsiPerf asks a busy libiscsi session (iscsi-perf,
@@ -65,13 +66,13 @@ func TestAsyncLogoutWithIscsiPerf(t *testing.T) {
 	err := <-done
 	output := strings.ReplaceAll(out.String(), "\r", "\n")
 	if ctx.Err() != nil {
-		t.Fatalf("iscsi-perf had not ended %v after its %v run time; killed:\n%s", grace, runtime, tail(output, 3000))
+		t.Fatalf("iscsi-perf had not ended %v after its %v run time; killed:\n%s", grace, runtime, testlog.Tail(output, 3000))
 	}
 	if err != nil || !strings.Contains(output, "finished.") {
-		t.Fatalf("iscsi-perf: %v\n%s", err, tail(output, 3000))
+		t.Fatalf("iscsi-perf: %v\n%s", err, testlog.Tail(output, 3000))
 	}
 	if strings.Contains(output, "failed") {
-		t.Fatalf("iscsi-perf reported a failure:\n%s", tail(output, 3000))
+		t.Fatalf("iscsi-perf reported a failure:\n%s", testlog.Tail(output, 3000))
 	}
 }
 
@@ -79,7 +80,7 @@ func TestAsyncLogoutWithIscsiPerf(t *testing.T) {
 func startGroupWith(t *testing.T, spec Spec, opts Options) *Group {
 	t.Helper()
 	dir := t.TempDir()
-	opts.Logger = testLogger(t)
+	opts.Logger = testlog.FailureLog(t)
 	var err error
 	for range 5 {
 		spec.BaseIP = testBase()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hitkit/hitkit/internal/peer"
+	"github.com/hitkit/hitkit/internal/testlog"
 )
 
 // groupConformanceFamilies are the iscsi-test-cu families the lab group
@@ -93,11 +94,11 @@ func TestGroupConformance(t *testing.T) {
 				return
 			}
 			if r.Run == 0 || r.Passed == 0 {
-				t.Fatalf("iscsi-test-cu %s ran nothing:\n%s", family, tail(r.Output, 2000))
+				t.Fatalf("iscsi-test-cu %s ran nothing:\n%s", family, testlog.Tail(r.Output, 2000))
 			}
 			if r.Failed != 0 {
 				t.Fatalf("iscsi-test-cu %s against the group: %d of %d failed:\n%s\n%s",
-					family, r.Failed, r.Run, strings.Join(r.FailedTests, "\n"), tail(r.Output, 4000))
+					family, r.Failed, r.Run, strings.Join(r.FailedTests, "\n"), testlog.Tail(r.Output, 4000))
 			}
 		})
 	}

@@ -7,46 +7,17 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
+	"github.com/hitkit/hitkit/internal/testlog"
 )
 
 // testBase picks a random 127.0.X.0 base, away from the default
 // 127.0.10.0, so that tests and a lab someone runs by hand do not clash.
 func testBase() netip.Addr {
 	return netip.AddrFrom4([4]byte{127, 0, byte(100 + rand.IntN(100)), 0})
-}
-
-// testLogger keeps the group's logs in a file that a failing test prints.
-func testLogger(t *testing.T) logrus.FieldLogger {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "lab.log")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := logrus.New()
-	l.SetOutput(f)
-	l.SetLevel(logrus.DebugLevel)
-	t.Cleanup(func() {
-		f.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(path)
-			t.Logf("group log:\n%s", tail(string(b), 6000))
-		}
-	})
-	return l
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "..." + s[len(s)-n:]
-	}
-	return s
 }
 
 // startGroup starts a group in a fresh directory, retrying on another
@@ -58,7 +29,7 @@ func startGroup(t *testing.T, spec Spec) *Group {
 	for range 5 {
 		spec.BaseIP = testBase()
 		var g *Group
-		g, err = Start(dir, spec, Options{Logger: testLogger(t)})
+		g, err = Start(dir, spec, Options{Logger: testlog.FailureLog(t)})
 		if err == nil {
 			t.Cleanup(func() { g.Close() })
 			return g
@@ -145,7 +116,7 @@ func TestGroupPersistence(t *testing.T) {
 	if _, err := os.Stat(ControlSocket(dir)); !os.IsNotExist(err) {
 		t.Fatalf("control socket still there after Close: %v", err)
 	}
-	g2, err := Open(dir, Options{Logger: testLogger(t)})
+	g2, err := Open(dir, Options{Logger: testlog.FailureLog(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +233,7 @@ func TestFaultsAndControlSocket(t *testing.T) {
 
 func TestSecondGroupOnSameDirRefused(t *testing.T) {
 	g := startGroup(t, Spec{Volumes: []VolumeSpec{{Name: "v", Size: 1 << 20}}})
-	_, err := Open(g.Dir(), Options{Logger: testLogger(t)})
+	_, err := Open(g.Dir(), Options{Logger: testlog.FailureLog(t)})
 	if err == nil {
 		t.Fatal("a second group started on the same directory")
 	}

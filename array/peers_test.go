@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hitkit/hitkit/internal/peer"
+	"github.com/hitkit/hitkit/internal/testlog"
 )
 
 // labURL is a libiscsi URL for a volume through addr, with its CHAP
@@ -66,7 +67,7 @@ func TestLabWithLibiscsi(t *testing.T) {
 			t.Fatal(err)
 		}
 		if r.Failed != 0 || r.Passed == 0 {
-			t.Fatalf("SCSI.MultipathIO over two members: %d passed, %d failed: %v\n%s", r.Passed, r.Failed, r.FailedTests, tail(r.Output, 3000))
+			t.Fatalf("SCSI.MultipathIO over two members: %d passed, %d failed: %v\n%s", r.Passed, r.Failed, r.FailedTests, testlog.Tail(r.Output, 3000))
 		}
 		r, err = peer.IscsiTestCU(t, "SCSI.Read10,SCSI.Write16,SCSI.Unmap", labURL(t, g, "vol1", PortAddr(base, 2, 1)))
 		if err != nil {
@@ -230,7 +231,7 @@ func TestLabAccessControlWithLibiscsi(t *testing.T) {
 	// The new volume survives a restart.
 	dir := g.Dir()
 	g.Close()
-	g2, err := Open(dir, Options{Logger: testLogger(t)})
+	g2, err := Open(dir, Options{Logger: testlog.FailureLog(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

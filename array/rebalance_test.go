@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hitkit/hitkit/internal/testlog"
 	"github.com/sirupsen/logrus"
 )
 
@@ -219,9 +220,9 @@ func (h *logHook) count(msg string) int {
 	return n
 }
 
-// hookedLogger is testLogger with hook added.
+// hookedLogger is testlog.FailureLog with hook added.
 func hookedLogger(t *testing.T, hook *logHook) logrus.FieldLogger {
-	l := testLogger(t).(*logrus.Logger)
+	l := testlog.FailureLog(t).(*logrus.Logger)
 	l.AddHook(hook)
 	return l
 }
@@ -476,7 +477,7 @@ func TestCloseDuringResumedRebalance(t *testing.T) {
 		t.Fatalf("log: %q", hook.msgs)
 	}
 
-	g = reopen(t, dir, testLogger(t))
+	g = reopen(t, dir, testlog.FailureLog(t))
 	waitSpread(t, g, []int{1, 2})
 	checkVolumes(t, g, want)
 }
@@ -518,7 +519,7 @@ func TestKilledLabResumes(t *testing.T) {
 	lab := startLab(t, bin, dir)
 	for deadline := time.Now().Add(60 * time.Second); logCount("volume rebalanced") == 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no volume rebalanced in 60 s; lab.log:\n%s", tail(readString(logPath), 3000))
+			t.Fatalf("no volume rebalanced in 60 s; lab.log:\n%s", testlog.Tail(readString(logPath), 3000))
 		}
 	}
 	lab.Process.Kill()
@@ -537,7 +538,7 @@ func TestKilledLabResumes(t *testing.T) {
 	lab = startLab(t, bin, dir)
 	for deadline := time.Now().Add(60 * time.Second); logCount("rebalance finished") == 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the restarted lab did not finish the rebalance in 60 s; lab.log:\n%s", tail(readString(logPath), 3000))
+			t.Fatalf("the restarted lab did not finish the rebalance in 60 s; lab.log:\n%s", testlog.Tail(readString(logPath), 3000))
 		}
 	}
 	lab.Process.Signal(syscall.SIGTERM)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hitkit/hitkit/internal/peer"
+	"github.com/hitkit/hitkit/internal/testlog"
 )
 
 // snapURL is a libiscsi URL for a volume's snapshot through addr, with
@@ -122,7 +123,7 @@ func TestSnapshotTargetWithPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	if r.Failed != 0 || r.Passed == 0 {
-		t.Fatalf("ALL.ReadOnly on a read-only snapshot: %d passed, %d failed: %v\n%s", r.Passed, r.Failed, r.FailedTests, tail(r.Output, 3000))
+		t.Fatalf("ALL.ReadOnly on a read-only snapshot: %d passed, %d failed: %v\n%s", r.Passed, r.Failed, r.FailedTests, testlog.Tail(r.Output, 3000))
 	}
 	// qemu reads the WP bit in MODE SENSE and will not open the LU for
 	// writing.
@@ -199,7 +200,7 @@ func TestSnapshotsAcrossRestartRestoreDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	g, err := Open(dir, Options{Logger: testLogger(t)})
+	g, err := Open(dir, Options{Logger: testlog.FailureLog(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

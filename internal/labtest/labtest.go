@@ -15,7 +15,6 @@ package labtest
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -30,6 +29,7 @@ import (
 	"github.com/hitkit/hitkit/array"
 	"github.com/hitkit/hitkit/array/mgmt"
 	"github.com/hitkit/hitkit/groupapi"
+	"github.com/hitkit/hitkit/internal/testlog"
 )
 
 // Options say which lab to start. The zero value starts the default lab
@@ -80,7 +80,7 @@ func Start(t testing.TB, opts Options) *Lab {
 		t.Skip("needs root: the lab group binds 127.0.x.y addresses")
 	}
 	if opts.Logger == nil {
-		opts.Logger = failureLog(t)
+		opts.Logger = testlog.FailureLog(t)
 	}
 	l, err := start(t.TempDir(), opts)
 	if err != nil {
@@ -329,38 +329,4 @@ func RequireSources(t testing.TB, addrs ...string) {
 		}
 		ln.Close()
 	}
-}
-
-// failureLog keeps a group's log, at debug level, in a file of t's, and
-// prints its end if t fails.
-func failureLog(t testing.TB) logrus.FieldLogger {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "lab.log")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := logrus.New()
-	l.SetOutput(f)
-	l.SetLevel(logrus.DebugLevel)
-	// Cleanups run last first: this one runs after the lab's Close, so
-	// the log it prints ends with the group stopping.
-	t.Cleanup(func() {
-		f.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(path)
-			t.Logf("group log:\n%s", tail(string(b), logTail))
-		}
-	})
-	return l
-}
-
-// logTail is how much of a failed test's group log is printed.
-const logTail = 6000
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return fmt.Sprintf("...%s", s[len(s)-n:])
-	}
-	return s
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hitkit/hitkit/internal/testlog"
 )
 
 var perfAverage = regexp.MustCompile(`iops average ([0-9.]+) \(([0-9.]+) MB/s\)`)
@@ -38,17 +40,17 @@ func IscsiPerfContext(ctx context.Context, t testing.TB, url string, qd, blocks 
 	}
 	out, runErr := LibiscsiCommand(ctx, "iscsi-perf", append(args, url)...).CombinedOutput()
 	if ctx.Err() != nil {
-		return 0, 0, fmt.Errorf("iscsi-perf did not finish in time (%v): %s", ctx.Err(), tail(string(out), 500))
+		return 0, 0, fmt.Errorf("iscsi-perf did not finish in time (%v): %s", ctx.Err(), testlog.Tail(string(out), 500))
 	}
 	m := perfAverage.FindAllStringSubmatch(string(out), -1)
 	if len(m) == 0 {
-		return 0, 0, fmt.Errorf("iscsi-perf printed no average (%v): %s", runErr, tail(string(out), 500))
+		return 0, 0, fmt.Errorf("iscsi-perf printed no average (%v): %s", runErr, testlog.Tail(string(out), 500))
 	}
 	last := m[len(m)-1]
 	iops, _ = strconv.ParseFloat(last[1], 64)
 	mbps, _ = strconv.ParseFloat(last[2], 64)
 	if runErr != nil {
-		return iops, mbps, fmt.Errorf("iscsi-perf: %v: %s", runErr, tail(string(out), 500))
+		return iops, mbps, fmt.Errorf("iscsi-perf: %v: %s", runErr, testlog.Tail(string(out), 500))
 	}
 	return iops, mbps, nil
 }
@@ -90,11 +92,11 @@ func IscsiTestCUContext(ctx context.Context, t testing.TB, tests string, urls ..
 	out, _ := LibiscsiCommand(ctx, "iscsi-test-cu", args...).CombinedOutput()
 	r := CUResult{Output: string(out)}
 	if ctx.Err() != nil {
-		return r, fmt.Errorf("iscsi-test-cu %s did not finish in time (%v): %s", tests, ctx.Err(), tail(r.Output, 1000))
+		return r, fmt.Errorf("iscsi-test-cu %s did not finish in time (%v): %s", tests, ctx.Err(), testlog.Tail(r.Output, 1000))
 	}
 	m := cuTests.FindStringSubmatch(r.Output)
 	if m == nil {
-		return r, fmt.Errorf("iscsi-test-cu printed no summary: %s", tail(r.Output, 1000))
+		return r, fmt.Errorf("iscsi-test-cu printed no summary: %s", testlog.Tail(r.Output, 1000))
 	}
 	r.Run, _ = strconv.Atoi(m[2])
 	r.Passed, _ = strconv.Atoi(m[3])

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hitkit/hitkit/internal/testlog"
 )
 
 // Options shape a target.
@@ -178,14 +180,7 @@ func (tg *Target) URL(user, secret string) string {
 // logTail is the end of the target's log.
 func (tg *Target) logTail(n int) string {
 	b, _ := os.ReadFile(tg.log)
-	return tail(string(b), n)
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "..." + s[len(s)-n:]
-	}
-	return s
+	return testlog.Tail(string(b), n)
 }
 
 func run(t testing.TB, name string, args ...string) string {
