@@ -12,34 +12,15 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/hitkit/hitkit/setupapi"
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 )
-
-// MDNSService is the DNS-SD service type that uninitialised arrays
-// announce; the instance name is the array's serial number.
-const MDNSService = "_hitkit-setup._tcp"
 
 // mdnsDomain is the mDNS domain, and mdnsGroup:mdnsPort where queries go.
 const mdnsDomain = "local."
 
 var mdnsGroup = netip.AddrPortFrom(netip.AddrFrom4([4]byte{224, 0, 0, 251}), 5353)
-
-// The TXT keys of an announcement (RFC 6763 section 6: key=value
-// strings). Every key but macs, setup and fingerprint is required.
-const (
-	TXTSerial      = "serial"
-	TXTModel       = "model"
-	TXTFirmware    = "firmware"
-	TXTState       = "state"
-	TXTMACs        = "macs" // comma-separated
-	TXTSetup       = "setup"
-	TXTFingerprint = "fingerprint"
-)
-
-// maxTXTValue bounds one value; a DNS character-string holds 255 bytes,
-// key and '=' included.
-const maxTXTValue = 200
 
 // mdnsResend is when a query is sent again while answers may still come:
 // mDNS runs over plain UDP multicast, and a lost query is lost.
@@ -61,16 +42,16 @@ func ParseSetupTXT(txt []string) (Array, error) {
 		if _, dup := kv[k]; dup {
 			continue
 		}
-		if len(v) > maxTXTValue || !printable(v) {
-			return Array{}, fmt.Errorf("TXT key %q: the value is not printable text of at most %d bytes", k, maxTXTValue)
+		if len(v) > setupapi.MaxTXTValue || !printable(v) {
+			return Array{}, fmt.Errorf("TXT key %q: the value is not printable text of at most %d bytes", k, setupapi.MaxTXTValue)
 		}
 		kv[k] = v
 	}
 	a := Array{
-		Serial: kv[TXTSerial], Model: kv[TXTModel], Firmware: kv[TXTFirmware], State: kv[TXTState],
-		SetupEndpoint: kv[TXTSetup], Fingerprint: kv[TXTFingerprint],
+		Serial: kv[setupapi.TXTSerial], Model: kv[setupapi.TXTModel], Firmware: kv[setupapi.TXTFirmware], State: kv[setupapi.TXTState],
+		SetupEndpoint: kv[setupapi.TXTSetup], Fingerprint: kv[setupapi.TXTFingerprint],
 	}
-	for _, req := range []struct{ key, v string }{{TXTSerial, a.Serial}, {TXTModel, a.Model}, {TXTFirmware, a.Firmware}, {TXTState, a.State}} {
+	for _, req := range []struct{ key, v string }{{setupapi.TXTSerial, a.Serial}, {setupapi.TXTModel, a.Model}, {setupapi.TXTFirmware, a.Firmware}, {setupapi.TXTState, a.State}} {
 		if strings.TrimSpace(req.v) == "" {
 			return Array{}, fmt.Errorf("TXT has no %q", req.key)
 		}
@@ -78,7 +59,7 @@ func ParseSetupTXT(txt []string) (Array, error) {
 	if strings.ContainsAny(a.Serial, " \t.") {
 		return Array{}, fmt.Errorf("TXT serial %q holds a space or a dot", a.Serial)
 	}
-	if m := kv[TXTMACs]; m != "" {
+	if m := kv[setupapi.TXTMACs]; m != "" {
 		for _, s := range strings.Split(m, ",") {
 			hw, err := net.ParseMAC(s)
 			if err != nil || len(hw) != 6 {
@@ -151,7 +132,7 @@ func openMDNS(l MDNSLink) (*mdnsQuerier, error) {
 // mdnsQuestion is the DNS-SD browse query: PTR records of the service.
 func mdnsQuestion() ([]byte, error) {
 	m := new(dns.Msg)
-	m.SetQuestion(MDNSService+"."+mdnsDomain, dns.TypePTR)
+	m.SetQuestion(setupapi.MDNSService+"."+mdnsDomain, dns.TypePTR)
 	m.Id = 0 // RFC 6762 section 18.1
 	m.RecursionDesired = false
 	return m.Pack()
@@ -226,7 +207,7 @@ func (m *mdnsAnswers) add(pkt []byte, from netip.Addr) {
 	if msg.Unpack(pkt) != nil || !msg.Response || msg.Rcode != dns.RcodeSuccess || msg.Opcode != dns.OpcodeQuery {
 		return
 	}
-	suffix := "." + strings.ToLower(MDNSService+"."+mdnsDomain)
+	suffix := "." + strings.ToLower(setupapi.MDNSService+"."+mdnsDomain)
 	for _, rr := range append(msg.Answer, msg.Extra...) {
 		name := strings.ToLower(rr.Header().Name)
 		switch r := rr.(type) {

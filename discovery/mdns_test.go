@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hitkit/hitkit/setupapi"
 	"github.com/miekg/dns"
 )
 
@@ -60,7 +61,7 @@ func TestParseSetupTXT(t *testing.T) {
 // it: PTR, SRV, TXT and A.
 func announcement(t testing.TB, serial string, ip string, txt []string) *dns.Msg {
 	t.Helper()
-	svc := MDNSService + "." + mdnsDomain
+	svc := setupapi.MDNSService + "." + mdnsDomain
 	inst := serial + "." + svc
 	host := serial + ".local."
 	hdr := func(name string, typ uint16) dns.RR_Header {
@@ -104,9 +105,9 @@ func TestMDNSAnswers(t *testing.T) {
 	// Everything below is ignored.
 	other := announcement(t, "HKC", "198.18.0.3", withSerial("HKC"))
 	for _, rr := range other.Answer {
-		rr.Header().Name = strings.Replace(rr.Header().Name, MDNSService, "_printer._tcp", 1)
+		rr.Header().Name = strings.Replace(rr.Header().Name, setupapi.MDNSService, "_printer._tcp", 1)
 	}
-	other.Answer[0].(*dns.PTR).Ptr = strings.Replace(other.Answer[0].(*dns.PTR).Ptr, MDNSService, "_printer._tcp", 1)
+	other.Answer[0].(*dns.PTR).Ptr = strings.Replace(other.Answer[0].(*dns.PTR).Ptr, setupapi.MDNSService, "_printer._tcp", 1)
 	m.add(pack(t, other), src)
 	query := announcement(t, "HKD", "198.18.0.4", withSerial("HKD"))
 	query.Response = false

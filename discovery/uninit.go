@@ -10,16 +10,15 @@ import (
 	"slices"
 	"strings"
 	"time"
-)
 
-// ProbePort is the UDP port uninitialised arrays answer probes on.
-const ProbePort = 3261
+	"github.com/hitkit/hitkit/setupapi"
+)
 
 // MaxProbeTargets caps how many addresses one range may hold.
 const MaxProbeTargets = 4096
 
 // probeDatagram is what ProbeUninitialized sends.
-var probeDatagram = []byte(`{"probe":"hitkit"}`)
+var probeDatagram, _ = json.Marshal(setupapi.Probe{Probe: setupapi.ProbeMagic})
 
 // maxAnswer bounds an answer datagram; larger ones are ignored.
 const maxAnswer = 8192
@@ -111,7 +110,7 @@ func FindUninitialized(ctx context.Context, q UninitQuery) ([]Array, error) {
 	var probedArrays []Array
 	probed := false
 	if len(q.Probe) > 0 {
-		as, err := ProbeUninitialized(ctx, q.Probe, ProbePort, time.Until(deadline))
+		as, err := ProbeUninitialized(ctx, q.Probe, setupapi.ProbePort, time.Until(deadline))
 		if err != nil {
 			errs = append(errs, err)
 		}

@@ -2,7 +2,6 @@ package responder
 
 import (
 	"errors"
-	"fmt"
 	"log"
 	"net"
 	"net/netip"
@@ -14,42 +13,14 @@ import (
 	"time"
 
 	"github.com/hashicorp/mdns"
+	"github.com/hitkit/hitkit/setupapi"
 	"github.com/miekg/dns"
 	"github.com/sirupsen/logrus"
 )
 
-// MDNSService is the DNS-SD service type of an uninitialised member; the
-// instance name is its serial (discovery.MDNSService reads it).
-const MDNSService = "_hitkit-setup._tcp"
-
 // PollInterval is how often the announcer re-reads the members' states:
 // a member that gets initialised is no longer announced within it.
 const PollInterval = 250 * time.Millisecond
-
-// maxTXTValue bounds one TXT value, so that key=value fits in a DNS
-// character-string (255 bytes) with room for the key.
-const maxTXTValue = 200
-
-// TXT encodes an answer as DNS-SD TXT strings (RFC 6763 section 6):
-// serial, model, firmware, state, macs (comma-separated), setup (the
-// endpoint) and fingerprint (left out when empty).
-func TXT(a Answer) ([]string, error) {
-	kv := [][2]string{
-		{"serial", a.Serial}, {"model", a.Model}, {"firmware", a.Firmware}, {"state", a.State},
-		{"macs", strings.Join(a.MACs, ",")}, {"setup", a.SetupEndpoint}, {"fingerprint", a.Fingerprint},
-	}
-	out := make([]string, 0, len(kv))
-	for _, p := range kv {
-		if p[1] == "" && (p[0] == "fingerprint" || p[0] == "macs") {
-			continue
-		}
-		if len(p[1]) > maxTXTValue {
-			return nil, fmt.Errorf("TXT %s is %d bytes, more than %d", p[0], len(p[1]), maxTXTValue)
-		}
-		out = append(out, p[0]+"="+p[1])
-	}
-	return out, nil
-}
 
 // announcer answers mDNS/DNS-SD queries for the uninitialised members on
 // one interface, with hashicorp/mdns's server. Its zone is rebuilt every
@@ -96,7 +67,7 @@ func startAnnouncer(r *Responder, name string) (*announcer, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.log.WithFields(logrus.Fields{"interface": name, "addr": addr.String(), "service": MDNSService}).Info("mDNS: announcing the uninitialised members")
+	r.log.WithFields(logrus.Fields{"interface": name, "addr": addr.String(), "service": setupapi.MDNSService}).Info("mDNS: announcing the uninitialised members")
 	go a.poll()
 	return a, nil
 }
@@ -161,25 +132,25 @@ func (a *announcer) service(number int) (*mdns.MDNSService, error) {
 	if !ok {
 		return nil, errors.New("no longer uninitialised")
 	}
-	txt, err := TXT(ans)
+	txt, err := ans.TXT()
 	if err != nil {
 		return nil, err
 	}
-	return mdns.NewMDNSService(ans.Serial, MDNSService, "local.", ans.Serial+".local.",
+	return mdns.NewMDNSService(ans.Serial, setupapi.MDNSService, "local.", ans.Serial+".local.",
 		endpointPort(ans.SetupEndpoint), []net.IP{a.addr.AsSlice()}, txt)
 }
 
-// endpointPort is the port of an https:// endpoint, SetupPort when it
+// endpointPort is the port of an https:// endpoint, setupapi.Port when it
 // names none; it goes in the SRV record.
 func endpointPort(endpoint string) int {
 	u, err := url.Parse(endpoint)
 	if err != nil {
-		return SetupPort
+		return setupapi.Port
 	}
 	if p, err := strconv.Atoi(u.Port()); err == nil && p > 0 && p < 65536 {
 		return p
 	}
-	return SetupPort
+	return setupapi.Port
 }
 
 func (a *announcer) close() {

@@ -23,14 +23,15 @@ import (
 	"github.com/hitkit/hitkit/array/responder"
 	"github.com/hitkit/hitkit/discovery"
 	"github.com/hitkit/hitkit/internal/labtest"
+	"github.com/hitkit/hitkit/setupapi"
 )
 
 func TestTXTRoundTrip(t *testing.T) {
-	a := responder.Answer{
+	a := setupapi.Announcement{
 		Serial: "HK0123456789", Model: responder.Model, Firmware: responder.Firmware, State: "uninitialized",
 		MACs: responder.MACs("HK0123456789", 4), SetupEndpoint: "https://127.0.10.31:8444", Fingerprint: strings.Repeat("ab:", 31) + "ab",
 	}
-	txt, err := responder.TXT(a)
+	txt, err := a.TXT()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,12 +51,12 @@ func TestTXTRoundTrip(t *testing.T) {
 
 	// No fingerprint and no MACs: the keys are left out, and still parse.
 	a.Fingerprint, a.MACs = "", nil
-	txt, _ = responder.TXT(a)
+	txt, _ = a.TXT()
 	if got, err := discovery.ParseSetupTXT(txt); err != nil || got.Fingerprint != "" || got.MACs != nil {
 		t.Fatalf("without fingerprint: %q = %+v, %v", txt, got, err)
 	}
 	a.SetupEndpoint = "https://" + strings.Repeat("x", 300)
-	if txt, err := responder.TXT(a); err == nil {
+	if txt, err := a.TXT(); err == nil {
 		t.Fatalf("an endpoint of 308 bytes encoded as %q", txt)
 	}
 }
@@ -112,7 +113,7 @@ func TestProbeSetupInfo(t *testing.T) {
 	g, base := startGroupWith(t, r)
 	m := uninitialized(t, g)
 	addr, _ := responder.Addr(base, m.Number)
-	got, err := discovery.ProbeUninitialized(context.Background(), []netip.Addr{addr.Addr()}, responder.Port, time.Second)
+	got, err := discovery.ProbeUninitialized(context.Background(), []netip.Addr{addr.Addr()}, setupapi.ProbePort, time.Second)
 	if err != nil || len(got) != 1 {
 		t.Fatalf("probe = %+v, %v", got, err)
 	}
@@ -126,7 +127,7 @@ func TestProbeSetupInfo(t *testing.T) {
 	if _, err := g.SetUpMember(context.Background(), joinRequest(t, g, m.Number), array.SetupOptions{RAIDDelay: time.Millisecond}); err != nil {
 		t.Fatalf("joining member %d: %v", m.Number, err)
 	}
-	got, err = discovery.ProbeUninitialized(context.Background(), []netip.Addr{addr.Addr()}, responder.Port, 500*time.Millisecond)
+	got, err = discovery.ProbeUninitialized(context.Background(), []netip.Addr{addr.Addr()}, setupapi.ProbePort, 500*time.Millisecond)
 	if err != nil || len(got) != 0 {
 		t.Fatalf("probe after the member joined = %+v, %v; want no answer", got, err)
 	}
@@ -237,7 +238,7 @@ func garbage(t *testing.T, n pairNet) {
 		pkts = append(pkts, b)
 	}
 	q := new(dns.Msg)
-	q.SetQuestion(discovery.MDNSService+".local.", dns.TypePTR)
+	q.SetQuestion(setupapi.MDNSService+".local.", dns.TypePTR)
 	for _, change := range []func(m *dns.Msg){
 		func(m *dns.Msg) { m.Opcode = dns.OpcodeUpdate },
 		func(m *dns.Msg) { m.Rcode = dns.RcodeRefused },
@@ -311,11 +312,11 @@ func TestMDNSWithDig(t *testing.T) {
 	for serial, number = range want {
 	}
 	out, err := exec.Command("ip", "netns", "exec", n.host, "dig", "@"+n.arrayIP.String(), "-p", "5353", "+norecurse",
-		"+time=2", "+tries=3", "+nocmd", "+nostats", discovery.MDNSService+".local", "PTR", "-c", "CLASS32769").CombinedOutput()
+		"+time=2", "+tries=3", "+nocmd", "+nostats", setupapi.MDNSService+".local", "PTR", "-c", "CLASS32769").CombinedOutput()
 	if err != nil {
 		t.Fatalf("dig: %v: %s", err, out)
 	}
-	inst := serial + "." + discovery.MDNSService + ".local."
+	inst := serial + "." + setupapi.MDNSService + ".local."
 	for _, line := range []string{
 		"status: NOERROR",
 		"\tIN\tPTR\t" + inst,

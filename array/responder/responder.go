@@ -4,7 +4,7 @@
 // port address (BASE+10*m+1, port 3261) with what the member is.
 //
 // A probe is the datagram {"probe":"hitkit"}; the answer is one JSON
-// datagram (see Answer). Anything else is ignored.
+// datagram (see setupapi.Announcement). Anything else is ignored.
 //
 // When told an interface (MDNSInterface), it also announces those members
 // over mDNS/DNS-SD there (see mdns.go). Each member stops answering, and
@@ -24,10 +24,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/hitkit/hitkit/array"
+	"github.com/hitkit/hitkit/setupapi"
 )
-
-// Port is the UDP port the responder listens on.
-const Port = 3261
 
 // Model and Firmware are what lab members report.
 const (
@@ -35,31 +33,8 @@ const (
 	Firmware = "lab-1.0"
 )
 
-// SetupPort is the port of a member's placeholder setup endpoint, used
-// when no SetupInfo is given.
-const SetupPort = 8444
-
 // maxDatagram bounds what is read; larger probes are truncated and ignored.
 const maxDatagram = 512
-
-// Probe is the probe datagram.
-type Probe struct {
-	Probe string `json:"probe"`
-}
-
-// ProbeMagic is the value of a probe's "probe" field.
-const ProbeMagic = "hitkit"
-
-// Answer is the answer to a probe.
-type Answer struct {
-	Serial        string   `json:"serial"`
-	Model         string   `json:"model"`
-	Firmware      string   `json:"firmware"`
-	MACs          []string `json:"macs"`
-	State         string   `json:"state"`
-	SetupEndpoint string   `json:"setup_endpoint"`
-	Fingerprint   string   `json:"fingerprint"`
-}
 
 // Responder is the service. The zero value is not usable; call New.
 type Responder struct {
@@ -71,7 +46,7 @@ type Responder struct {
 	MDNSInterface string
 	// SetupInfo gives member m's setup endpoint and the SHA-256
 	// fingerprint of its certificate (the setup service provides it). It
-	// is asked on every answer. Nil: a placeholder endpoint on SetupPort
+	// is asked on every answer. Nil: a placeholder endpoint on setupapi.Port
 	// and no fingerprint.
 	SetupInfo func(member int) (endpoint, fingerprint string)
 
@@ -94,7 +69,7 @@ func Addr(base netip.Addr, m int) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
-	return netip.AddrPortFrom(ap.Addr(), Port), nil
+	return netip.AddrPortFrom(ap.Addr(), setupapi.ProbePort), nil
 }
 
 // MACs derives n locally administered unicast MAC addresses from a serial.
@@ -157,13 +132,13 @@ func (r *Responder) Start(g *array.Group) error {
 // false once it is initialised (or gone). It reads the group's
 // configuration, not Status: Status also waits for every volume's lock,
 // which a rebalancing join holds.
-func (r *Responder) answer(number int, addr netip.Addr) (Answer, bool) {
+func (r *Responder) answer(number int, addr netip.Addr) (setupapi.Announcement, bool) {
 	cfg := r.g.Config()
 	if number < 1 || number > len(cfg.Members) || cfg.Members[number-1].Initialized {
-		return Answer{}, false
+		return setupapi.Announcement{}, false
 	}
 	mc := cfg.Members[number-1]
-	a := Answer{
+	a := setupapi.Announcement{
 		Serial: mc.Serial, Model: Model, Firmware: Firmware,
 		MACs: MACs(mc.Serial, cfg.SetupPortsPerMember()), State: string(array.MemberUninitialized),
 	}
@@ -175,7 +150,7 @@ func (r *Responder) setupInfo(number int, addr netip.Addr) (endpoint, fingerprin
 	if r.SetupInfo != nil {
 		return r.SetupInfo(number)
 	}
-	return fmt.Sprintf("https://%s", netip.AddrPortFrom(addr, SetupPort)), ""
+	return fmt.Sprintf("https://%s", netip.AddrPortFrom(addr, setupapi.Port)), ""
 }
 
 func (r *Responder) serve(conn *net.UDPConn, number int, addr netip.Addr) {
@@ -210,13 +185,13 @@ func (r *Responder) serve(conn *net.UDPConn, number int, addr netip.Addr) {
 }
 
 func isProbe(b []byte) bool {
-	var p Probe
+	var p setupapi.Probe
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&p); err != nil {
 		return false
 	}
-	return p.Probe == ProbeMagic
+	return p.Probe == setupapi.ProbeMagic
 }
 
 // Close stops listening and announcing.

@@ -12,6 +12,7 @@ import (
 	"github.com/hitkit/hitkit/array/responder"
 	"github.com/hitkit/hitkit/discovery"
 	"github.com/hitkit/hitkit/internal/labtest"
+	"github.com/hitkit/hitkit/setupapi"
 )
 
 func startGroup(t *testing.T) (*array.Group, netip.Addr) {
@@ -55,7 +56,7 @@ func TestProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	got, err := discovery.ProbeUninitialized(context.Background(), targets, responder.Port, time.Second)
+	got, err := discovery.ProbeUninitialized(context.Background(), targets, setupapi.ProbePort, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +81,7 @@ func TestProbe(t *testing.T) {
 		}
 	}
 	// Probing the same address twice answers once per serial.
-	got, err = discovery.ProbeUninitialized(context.Background(), []netip.Addr{addr.Addr(), addr.Addr()}, responder.Port, 500*time.Millisecond)
+	got, err = discovery.ProbeUninitialized(context.Background(), []netip.Addr{addr.Addr(), addr.Addr()}, setupapi.ProbePort, 500*time.Millisecond)
 	if err != nil || len(got) != 1 {
 		t.Fatalf("probe twice = %+v, %v", got, err)
 	}
@@ -109,7 +110,7 @@ func TestGarbageIgnored(t *testing.T) {
 		t.Fatalf("garbage was answered: %s", buf[:n])
 	}
 	// The responder still answers a real probe.
-	got, err := discovery.ProbeUninitialized(context.Background(), []netip.Addr{addr.Addr()}, responder.Port, 500*time.Millisecond)
+	got, err := discovery.ProbeUninitialized(context.Background(), []netip.Addr{addr.Addr()}, setupapi.ProbePort, 500*time.Millisecond)
 	if err != nil || len(got) != 1 || got[0].Serial != m.Serial {
 		t.Fatalf("probe after garbage = %+v, %v", got, err)
 	}
