@@ -128,9 +128,22 @@ func openChunkStore(dir, volume, snap string, pages PageMap) (*chunkStore, error
 
 // readAt fills p from the store; bytes never written read as zeroes.
 func (s *chunkStore) readAt(p []byte, off int64) error {
-	return s.pages.Split(off, int64(len(p)), func(e Extent) error {
+	return readPages(s.pages, s.files, p, off)
+}
+
+// writeAt stores p at off; an all-zero p punches a hole instead, which
+// reads back the same and keeps the store thin.
+func (s *chunkStore) writeAt(p []byte, off int64) error {
+	return writePages(s.pages, s.files, p, off)
+}
+
+// readPages fills p from the member files that pages spreads [off,
+// off+len(p)) over, a volume's or a snapshot store's; bytes past a
+// file's end read as zeroes.
+func readPages(pages PageMap, files map[int]*memberFile, p []byte, off int64) error {
+	return pages.Split(off, int64(len(p)), func(e Extent) error {
 		buf := p[e.Off-off : e.Off-off+e.Len]
-		got, err := s.files[e.Member].ReadAt(buf, e.Off)
+		got, err := files[e.Member].ReadAt(buf, e.Off)
 		if errors.Is(err, io.EOF) {
 			clear(buf[got:])
 			err = nil
@@ -139,12 +152,12 @@ func (s *chunkStore) readAt(p []byte, off int64) error {
 	})
 }
 
-// writeAt stores p at off; an all-zero p punches a hole instead, which
-// reads back the same and keeps the store thin.
-func (s *chunkStore) writeAt(p []byte, off int64) error {
+// writePages writes p over the member files that pages spreads it over,
+// punching holes instead when p is all zeroes.
+func writePages(pages PageMap, files map[int]*memberFile, p []byte, off int64) error {
 	zero := allZero(p)
-	return s.pages.Split(off, int64(len(p)), func(e Extent) error {
-		f := s.files[e.Member]
+	return pages.Split(off, int64(len(p)), func(e Extent) error {
+		f := files[e.Member]
 		defer f.markDirty()
 		if zero {
 			return f.Unmap(e.Off, e.Len)
@@ -214,27 +227,10 @@ func allZero(p []byte) bool {
 func (v *Volume) readLive(p []byte, off int64) error {
 	n := max(min(int64(len(p)), v.pages.Size-off), 0)
 	clear(p[n:])
-	return v.pages.Split(off, n, func(e Extent) error {
-		buf := p[e.Off-off : e.Off-off+e.Len]
-		got, err := v.files[e.Member].ReadAt(buf, e.Off)
-		if errors.Is(err, io.EOF) {
-			clear(buf[got:])
-			err = nil
-		}
-		return err
-	})
+	return readPages(v.pages, v.files, p[:n], off)
 }
 
 // writeLive writes p to the live volume, punching holes for zeroes.
 func (v *Volume) writeLive(p []byte, off int64) error {
-	zero := allZero(p)
-	return v.pages.Split(off, int64(len(p)), func(e Extent) error {
-		f := v.files[e.Member]
-		defer f.markDirty()
-		if zero {
-			return f.Unmap(e.Off, e.Len)
-		}
-		_, err := f.WriteAt(p[e.Off-off:e.Off-off+e.Len], e.Off)
-		return err
-	})
+	return writePages(v.pages, v.files, p, off)
 }

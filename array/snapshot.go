@@ -49,6 +49,8 @@ var (
 	ErrSnapshotNotFound = errors.New("no such snapshot")
 	ErrSnapshotExists   = errors.New("snapshot already exists")
 	ErrNoReserve        = errors.New("the volume's snapshot reserve is 0%; raise it with PUT .../snapshot-policy")
+	// ErrSnapshotOrder refuses two snapshots given newer first.
+	ErrSnapshotOrder = errors.New("give the older one as from")
 )
 
 // SnapshotInfo describes one snapshot.
@@ -254,6 +256,21 @@ func (s *snapshotSet) lacks(off, length int64) bool {
 		}
 	}
 	return false
+}
+
+// preservedIn is the chunks below n that snapshots i to j-1 preserved:
+// the ones whose contents may differ between snapshot i and snapshot j,
+// or the live volume when j is len(s.list).
+func (s *snapshotSet) preservedIn(i, j int, n int64) bitmap {
+	out := newBitmap(n)
+	for _, sn := range s.list[i:j] {
+		sn.bits.each(func(c int64) {
+			if c < n {
+				out.set(c)
+			}
+		})
+	}
+	return out
 }
 
 func (s *snapshotSet) emit(ev SnapshotEvent) {
@@ -474,11 +491,12 @@ func (v *Volume) CreateSnapshot(name, description string) (SnapshotInfo, error) 
 		return SnapshotInfo{}, err
 	}
 	sn := &snapshot{meta: meta, bits: newBitmap(chunks(pages.Size)), store: store}
-	err = atomicfile.Write(s.bitmapFile(name), sn.bits.marshal(), 0o600)
-	if errors.Is(err, os.ErrNotExist) {
-		if err = os.MkdirAll(snapshotMetaDir(s.dir, v.name), 0o700); err == nil {
-			err = atomicfile.Write(s.bitmapFile(name), sn.bits.marshal(), 0o600)
-		}
+	// The empty bitmap is written, though a missing one reads as empty
+	// too, to replace any that a crash left behind while deleting a
+	// snapshot of the same name.
+	err = os.MkdirAll(snapshotMetaDir(s.dir, v.name), 0o700)
+	if err == nil {
+		err = atomicfile.Write(s.bitmapFile(name), sn.bits.marshal(), 0o600)
 	}
 	if err == nil {
 		s.list = append(s.list, sn)
@@ -640,45 +658,43 @@ func (v *Volume) WriteSnapshot(name string, p []byte, off int64) (int, error) {
 
 // snapshotWriteNeed is the reserve a write to snapshot i takes.
 func (v *Volume) snapshotWriteNeed(i int, off, length int64) int64 {
-	sn := v.snaps.list[i]
 	first, end := chunkRange(off, length)
 	var n int64
 	for c := first; c < end; c++ {
-		if !sn.bits.has(c) {
-			n++
-		}
-		if i > 0 && v.snaps.list[i-1].covers(c) && !v.snaps.list[i-1].bits.has(c) {
-			n++
-		}
+		n += int64(len(v.snaps.copyTargets(i, c)))
 	}
 	return n * SnapshotChunk
+}
+
+// copyTargets are the snapshots that must get chunk c's current contents
+// before a write to snapshot i changes it: the next older snapshot when
+// it has not preserved c (it reads c through i), and i itself when it has
+// not.
+func (s *snapshotSet) copyTargets(i int, c int64) []*snapshot {
+	var out []*snapshot
+	if i > 0 && s.list[i-1].covers(c) && !s.list[i-1].bits.has(c) {
+		out = append(out, s.list[i-1])
+	}
+	if sn := s.list[i]; !sn.bits.has(c) {
+		out = append(out, sn)
+	}
+	return out
 }
 
 // copyChunkOnWrite makes snapshot i own chunk c before a write to it: the
 // next older snapshot keeps the current contents, and i's store gets
 // them too.
 func (v *Volume) copyChunkOnWrite(i int, c int64, buf []byte) error {
-	s := &v.snaps
-	sn := s.list[i]
-	var targets []*snapshot
-	if i > 0 && s.list[i-1].covers(c) && !s.list[i-1].bits.has(c) {
-		targets = append(targets, s.list[i-1])
-	}
-	if !sn.bits.has(c) {
-		targets = append(targets, sn)
-	}
+	targets := v.snaps.copyTargets(i, c)
 	if len(targets) == 0 {
 		return nil
 	}
-	b := buf[:sn.chunkLen(c)]
+	b := buf[:v.snaps.list[i].chunkLen(c)]
 	if err := v.readSnapshotLocked(i, b, c*SnapshotChunk); err != nil {
 		return err
 	}
 	for _, t := range targets {
-		tb := b
-		if l := t.chunkLen(c); l < int64(len(tb)) {
-			tb = tb[:l]
-		}
+		tb := b[:min(t.chunkLen(c), int64(len(b)))]
 		if err := t.store.writeAt(tb, c*SnapshotChunk); err != nil {
 			return err
 		}
@@ -706,19 +722,12 @@ func (v *Volume) ChangedChunks(from, to string) (bitmap, int64, error) {
 			return nil, 0, err
 		}
 		if j < i {
-			return nil, 0, fmt.Errorf("volume %s: snapshot %s is older than %s; give the older one as from", v.name, to, from)
+			return nil, 0, fmt.Errorf("volume %s: snapshot %s is older than %s; %w", v.name, to, from, ErrSnapshotOrder)
 		}
 		size = s.list[j].size()
 	}
 	n := chunks(size)
-	out := newBitmap(n)
-	for _, sn := range s.list[i:j] {
-		sn.bits.each(func(c int64) {
-			if c < n {
-				out.set(c)
-			}
-		})
-	}
+	out := s.preservedIn(i, j, n)
 	for c := s.list[i].size() / SnapshotChunk; c < n; c++ {
 		out.set(c)
 	}
@@ -744,15 +753,7 @@ func (v *Volume) RestoreSnapshot(name string) error {
 	if err := v.resizeForRestore(sn.size()); err != nil {
 		return fmt.Errorf("volume %s: restoring snapshot %s: %w", v.name, name, err)
 	}
-	n := chunks(sn.size())
-	changed := newBitmap(n)
-	for _, later := range s.list[i:] {
-		later.bits.each(func(c int64) {
-			if c < n {
-				changed.set(c)
-			}
-		})
-	}
+	changed := s.preservedIn(i, len(s.list), chunks(sn.size()))
 	buf := make([]byte, SnapshotChunk)
 	changed.each(func(c int64) {
 		if err != nil {

@@ -15,8 +15,12 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// ErrVolumeBusy refuses to delete a volume that has sessions.
-var ErrVolumeBusy = errors.New("volume has sessions")
+var (
+	// ErrVolumeBusy refuses to delete a volume that has sessions.
+	ErrVolumeBusy = errors.New("volume has sessions")
+	// ErrReadWriteOffline refuses to make an offline snapshot read-write.
+	ErrReadWriteOffline = errors.New("read-write needs the snapshot online")
+)
 
 // snapshotTargets are the iSCSI targets of a volume's online snapshots.
 type snapshotTargets struct {
@@ -271,7 +275,7 @@ func (g *Group) SetSnapshot(volume, snap string, online, readWrite *bool) (Snaps
 		rw = *readWrite
 	}
 	if rw && !on {
-		return SnapshotInfo{}, fmt.Errorf("snapshot %s: read-write needs the snapshot online; send \"online\": true with it", snap)
+		return SnapshotInfo{}, fmt.Errorf("snapshot %s: %w; send \"online\": true with it", snap, ErrReadWriteOffline)
 	}
 	switch {
 	case on && (!cur.Online || rw != cur.ReadWrite):
@@ -294,10 +298,7 @@ func (g *Group) DeleteSnapshot(volume, snap string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := v.store.Snapshot(snap); err != nil {
-		return err
-	}
-	g.unserveSnapshot(v, snap)
+	g.unserveSnapshot(v, snap) // nothing to do for a missing one
 	if err := v.store.DeleteSnapshot(snap); err != nil {
 		return err
 	}

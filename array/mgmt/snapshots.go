@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
@@ -56,6 +55,8 @@ func toAPISnapshot(si array.SnapshotInfo) groupapi.Snapshot {
 func snapshotFailed(w http.ResponseWriter, err error) {
 	code := http.StatusUnprocessableEntity
 	switch {
+	case errors.Is(err, array.ErrReadWriteOffline), errors.Is(err, array.ErrSnapshotOrder):
+		code = http.StatusBadRequest
 	case errors.Is(err, array.ErrSnapshotNotFound):
 		code = http.StatusNotFound
 	case errors.Is(err, array.ErrSnapshotExists), errors.Is(err, array.ErrVolumeBusy), errors.Is(err, array.ErrNoReserve):
@@ -152,14 +153,6 @@ func (s *Server) setSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.Online == nil && req.ReadWrite == nil {
 		writeError(w, http.StatusBadRequest, `nothing to change: send "online" and/or "read_write"`)
-		return
-	}
-	online := cur.Online
-	if req.Online != nil {
-		online = *req.Online
-	}
-	if req.ReadWrite != nil && *req.ReadWrite && !online {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf(`snapshot %s: "read_write": true needs the snapshot online; send "online": true with it`, cur.Name))
 		return
 	}
 	si, err := s.g.SetSnapshot(v.Name, cur.Name, req.Online, req.ReadWrite)
@@ -266,24 +259,6 @@ func (s *Server) getChanges(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-	}
-	list, err := s.g.Snapshots(v.Name)
-	if err != nil {
-		snapshotFailed(w, err)
-		return
-	}
-	idx := func(n string) int {
-		return slices.IndexFunc(list, func(si array.SnapshotInfo) bool { return si.Name == n })
-	}
-	for _, n := range []string{from, to} {
-		if n != "" && idx(n) < 0 {
-			writeError(w, http.StatusNotFound, fmt.Sprintf("volume %s has no snapshot %q", v.Name, n))
-			return
-		}
-	}
-	if to != "" && idx(to) < idx(from) {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("snapshot %s is older than %s: give the older one as from", to, from))
-		return
 	}
 	ranges, size, err := s.g.ChangedBlocks(v.Name, from, to)
 	if err != nil {
