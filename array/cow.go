@@ -98,7 +98,7 @@ func readBitmap(path string, n int64) (bitmap, error) {
 // natural offsets, so rebalancing the live volume never moves them.
 type chunkStore struct {
 	pages PageMap
-	files map[int]*memberFile
+	files memberFiles
 }
 
 // snapshotDataFile is where member keeps its part of a snapshot's store.
@@ -111,19 +111,11 @@ func snapshotDataDir(dir string, member int, volume string) string {
 }
 
 func openChunkStore(dir, volume, snap string, pages PageMap) (*chunkStore, error) {
-	s := &chunkStore{pages: pages, files: map[int]*memberFile{}}
-	for _, m := range pages.Members {
-		if _, ok := s.files[m]; ok {
-			continue
-		}
-		f, err := openMemberFile(snapshotDataFile(dir, m, volume, snap), pages.Size)
-		if err != nil {
-			s.close()
-			return nil, fmt.Errorf("snapshot %s of %s: %w", snap, volume, err)
-		}
-		s.files[m] = f
+	files, err := openMemberFiles(pages, func(m int) string { return snapshotDataFile(dir, m, volume, snap) })
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s of %s: %w", snap, volume, err)
 	}
-	return s, nil
+	return &chunkStore{pages: pages, files: files}, nil
 }
 
 // readAt fills p from the store; bytes never written read as zeroes.
@@ -140,7 +132,7 @@ func (s *chunkStore) writeAt(p []byte, off int64) error {
 // readPages fills p from the member files that pages spreads [off,
 // off+len(p)) over, a volume's or a snapshot store's; bytes past a
 // file's end read as zeroes.
-func readPages(pages PageMap, files map[int]*memberFile, p []byte, off int64) error {
+func readPages(pages PageMap, files memberFiles, p []byte, off int64) error {
 	return pages.Split(off, int64(len(p)), func(e Extent) error {
 		buf := p[e.Off-off : e.Off-off+e.Len]
 		got, err := files[e.Member].ReadAt(buf, e.Off)
@@ -154,7 +146,7 @@ func readPages(pages PageMap, files map[int]*memberFile, p []byte, off int64) er
 
 // writePages writes p over the member files that pages spreads it over,
 // punching holes instead when p is all zeroes.
-func writePages(pages PageMap, files map[int]*memberFile, p []byte, off int64) error {
+func writePages(pages PageMap, files memberFiles, p []byte, off int64) error {
 	zero := allZero(p)
 	return pages.Split(off, int64(len(p)), func(e Extent) error {
 		f := files[e.Member]
@@ -167,24 +159,53 @@ func writePages(pages PageMap, files map[int]*memberFile, p []byte, off int64) e
 	})
 }
 
-func (s *chunkStore) sync() error {
+func (s *chunkStore) sync() error { return s.files.sync() }
+
+func (s *chunkStore) close() error { return s.files.close() }
+
+// memberFiles are the files of a volume, or of a snapshot's store, by
+// member number: one per member its page map names.
+type memberFiles map[int]*memberFile
+
+// openMemberFiles opens (or creates) the file at path(m) of each member
+// of pages, each at least pages.Size long.
+func openMemberFiles(pages PageMap, path func(member int) string) (memberFiles, error) {
+	files := memberFiles{}
+	for _, m := range pages.Members {
+		if _, ok := files[m]; ok {
+			continue
+		}
+		f, err := openMemberFile(path(m), pages.Size)
+		if err != nil {
+			files.close()
+			return nil, err
+		}
+		files[m] = f
+	}
+	return files, nil
+}
+
+// sync makes the files written since their last sync durable.
+func (fs memberFiles) sync() error {
 	var errs []error
-	for _, f := range s.files {
-		if f.dirty.Swap(false) {
-			if err := f.Sync(); err != nil {
-				f.dirty.Store(true)
-				errs = append(errs, err)
-			}
+	for _, f := range fs {
+		if !f.dirty.Swap(false) {
+			continue
+		}
+		if err := f.Sync(); err != nil {
+			f.dirty.Store(true) // still not durable: try again next time
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (s *chunkStore) close() error {
+// close closes every file and forgets it.
+func (fs memberFiles) close() error {
 	var errs []error
-	for m, f := range s.files {
+	for m, f := range fs {
 		errs = append(errs, f.Close())
-		delete(s.files, m)
+		delete(fs, m)
 	}
 	return errors.Join(errs...)
 }

@@ -23,8 +23,8 @@ type Volume struct {
 	// mu excludes I/O (read-locked) from Resize and Close (locked).
 	mu    sync.RWMutex
 	pages PageMap
-	files map[int]*memberFile // by member number
-	snaps snapshotSet         // copy-on-write snapshots (snapshot.go)
+	files memberFiles
+	snaps snapshotSet // copy-on-write snapshots (snapshot.go)
 }
 
 // memberFile is one member's share of a volume. dirty says whether it
@@ -61,18 +61,11 @@ func OpenVolume(dir, name string, pages PageMap, thick bool) (*Volume, error) {
 	if err := pages.validate(); err != nil {
 		return nil, fmt.Errorf("volume %s: %w", name, err)
 	}
-	v := &Volume{name: name, pages: pages, files: map[int]*memberFile{}}
-	for _, m := range pages.Members {
-		if _, ok := v.files[m]; ok {
-			continue
-		}
-		f, err := openMemberFile(volumeFile(dir, m, name), pages.Size)
-		if err != nil {
-			v.Close()
-			return nil, fmt.Errorf("volume %s: %w", name, err)
-		}
-		v.files[m] = f
+	files, err := openMemberFiles(pages, func(m int) string { return volumeFile(dir, m, name) })
+	if err != nil {
+		return nil, fmt.Errorf("volume %s: %w", name, err)
 	}
+	v := &Volume{name: name, pages: pages, files: files}
 	if err := v.snaps.open(dir, name); err != nil {
 		v.Close()
 		return nil, fmt.Errorf("volume %s: snapshots: %w", name, err)
@@ -159,17 +152,8 @@ func (v *Volume) ReadAt(p []byte, off int64) (int, error) {
 	if n == 0 {
 		return 0, err
 	}
-	splitErr := v.pages.Split(off, n, func(e Extent) error {
-		buf := p[e.Off-off : e.Off-off+e.Len]
-		got, err := v.files[e.Member].ReadAt(buf, e.Off)
-		if errors.Is(err, io.EOF) {
-			clear(buf[got:]) // a file shorter than the volume reads as zeroes
-			err = nil
-		}
-		return err
-	})
-	if splitErr != nil {
-		return 0, splitErr
+	if err := readPages(v.pages, v.files, p[:n], off); err != nil {
+		return 0, err
 	}
 	return int(n), err
 }
@@ -245,17 +229,7 @@ func (v *Volume) Sync() error {
 	if err := v.snaps.sync(); err != nil {
 		return fmt.Errorf("volume %s: snapshots: %w", v.name, err)
 	}
-	var errs []error
-	for _, f := range v.files {
-		if !f.dirty.Swap(false) {
-			continue
-		}
-		if err := f.Sync(); err != nil {
-			f.dirty.Store(true) // still not durable: try again next time
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return v.files.sync()
 }
 
 // Resize changes the volume's size; the member files follow. Shrinking
@@ -333,9 +307,5 @@ func (v *Volume) Close() error {
 	err := v.Sync()
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	for m, f := range v.files {
-		err = errors.Join(err, f.Close())
-		delete(v.files, m)
-	}
-	return errors.Join(err, v.snaps.close())
+	return errors.Join(err, v.files.close(), v.snaps.close())
 }
