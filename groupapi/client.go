@@ -63,34 +63,46 @@ func ParseFingerprint(s string) ([]byte, error) {
 	return b, nil
 }
 
+// PinnedTLS is a client TLS configuration that trusts exactly the
+// certificate with the given SHA-256 fingerprint (as ParseFingerprint
+// reads it) and fails the handshake with mismatch on any other. Groups
+// and uninitialised members serve self-signed certificates, which hosts
+// pin this way.
+func PinnedTLS(fingerprint string, mismatch error) (*tls.Config, error) {
+	pin, err := ParseFingerprint(fingerprint)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// The chain is not verified against any CA: no CA vouches for a
+		// self-signed certificate. VerifyPeerCertificate pins it instead,
+		// and refuses every other certificate.
+		InsecureSkipVerify: true,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return mismatch
+			}
+			sum := sha256.Sum256(raw[0])
+			if subtle.ConstantTimeCompare(sum[:], pin) != 1 {
+				return mismatch
+			}
+			return nil
+		},
+	}, nil
+}
+
 // Dial connects to the management API at addr (host or host:port; port
 // 8443 by default), checks that its certificate has the given SHA-256
 // fingerprint, and logs in with the admin password. The password is kept
 // to log in again when the token expires.
 func Dial(addr, fingerprint string, password []byte) (*Client, error) {
-	pin, err := ParseFingerprint(fingerprint)
+	tlsCfg, err := PinnedTLS(fingerprint, ErrFingerprint)
 	if err != nil {
 		return nil, err
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		addr = net.JoinHostPort(addr, strconv.Itoa(DefaultPort))
-	}
-	tlsCfg := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		// The chain is not verified against any CA: the group's certificate
-		// is self-signed. VerifyPeerCertificate pins it instead, and refuses
-		// every other certificate.
-		InsecureSkipVerify: true,
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 {
-				return ErrFingerprint
-			}
-			sum := sha256.Sum256(raw[0])
-			if subtle.ConstantTimeCompare(sum[:], pin) != 1 {
-				return ErrFingerprint
-			}
-			return nil
-		},
 	}
 	c := &Client{
 		base:     "https://" + addr,
@@ -146,23 +158,34 @@ func (c *Client) do(method, path string, in, out any) error {
 	return err
 }
 
-func (c *Client) send(method, path, token string, in, out any) error {
+// NewJSONRequest is a request for target that asks for JSON and, unless
+// in is nil, sends in as its JSON body: how the clients of the management
+// API and of the setup endpoints frame their requests.
+func NewJSONRequest(method, target string, in any) (*http.Request, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, c.base+path, body)
+	req, err := http.NewRequest(method, target, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	return req, nil
+}
+
+func (c *Client) send(method, path, token string, in, out any) error {
+	req, err := NewJSONRequest(method, c.base+path, in)
+	if err != nil {
+		return err
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

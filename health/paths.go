@@ -27,17 +27,13 @@ func since(now, before uint64, known bool) uint64 {
 	return now - before
 }
 
-// way is how a path leaves the host, as the user chose it.
+// way is how a path leaves the host, as the user chose it, named as mpio
+// names a path's binding.
 func way(p mpio.PathStatus) string {
-	switch {
-	case p.NIC != "" && p.Source != "":
-		return p.NIC + "/" + p.Source
-	case p.NIC != "":
-		return p.NIC
-	case p.Source != "":
-		return p.Source
+	if p.NIC == "" && p.Source == "" {
+		return "default route"
 	}
-	return "default route"
+	return mpio.PathSpec{Device: p.NIC, SourceAddr: p.Source}.String()
 }
 
 func pathSubject(volume string, p mpio.PathStatus) string {
@@ -92,7 +88,7 @@ func judgePath(r *Report, volume string, p mpio.PathStatus, pr PathReport, lim L
 	subject := pathSubject(volume, p)
 	switch {
 	case !pr.Up:
-		msg := fmt.Sprintf("%s", p.State)
+		msg := string(p.State)
 		if p.LastFailure != "" {
 			msg += ": " + p.LastFailure
 		}
@@ -136,8 +132,6 @@ func checkWays(r *Report, v daemon.VolumeInfo) {
 		case upNow[w] == 0 && anyUp && len(ways) > 1:
 			// Only this way out is dead: the NIC or what is behind it.
 			r.add(Warning, CheckNIC, subject, msg+": the other NICs work; check this one, its cable and its switch")
-		case upNow[w] == 0:
-			r.add(Warning, CheckNIC, subject, msg)
 		case upNow[w] < planned[w]:
 			r.add(Warning, CheckNIC, subject, msg)
 		default:

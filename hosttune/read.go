@@ -65,7 +65,7 @@ func Read(sys Sysctls, nics []discovery.NIC, names []string) (Readings, error) {
 		}
 		r.NICs = append(r.NICs, readNIC(et, nics[i], gateways))
 	}
-	keys := []string{"net.core.rmem_max", "net.core.wmem_max", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"}
+	keys := slices.Clone(bufferKeys)
 	for _, rule := range confRules {
 		keys = append(keys, ConfKey("all", rule.name))
 		for _, n := range r.NICs {

@@ -335,12 +335,16 @@ const whyBuffers = "the maximum socket buffer bounds a TCP session's window, and
 	"16 MiB is the usual recommendation for 10GbE iSCSI hosts. These settings apply to every socket on the host, " +
 	"so --fix applies them only with --fix-buffers"
 
+// bufferKeys are the socket buffer sysctls whose maximum (their last
+// field) checkBuffers compares with MinSocketBuffer.
+var bufferKeys = []string{"net.core.rmem_max", "net.core.wmem_max", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"}
+
 // checkBuffers compares the socket buffer maxima with MinSocketBuffer.
 // Fixes only raise the maximum; the minimum and default fields of
 // tcp_rmem and tcp_wmem are kept.
 func checkBuffers(r Readings) []Finding {
 	var out []Finding
-	for _, key := range []string{"net.core.rmem_max", "net.core.wmem_max", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"} {
+	for _, key := range bufferKeys {
 		raw, ok := r.Sysctl[key]
 		if !ok {
 			out = append(out, notReadable("socket_buffers", "", key))

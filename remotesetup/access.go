@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 
@@ -60,7 +61,7 @@ func SetUpHostAccess(res setupapi.Result, adminPassword []byte, h HostAccess) (A
 	api, err := groupapi.Dial(res.ManagementAddr, res.ManagementFingerprint, adminPassword)
 	if err != nil {
 		var se *groupapi.StatusError
-		if errors.As(err, &se) && se.Status == 401 {
+		if errors.As(err, &se) && se.Status == http.StatusUnauthorized {
 			return AccessResult{}, fmt.Errorf("the group's management API at %s refused the admin password; the group is set up, create the volume later with the right password", res.ManagementAddr)
 		}
 		return AccessResult{}, fmt.Errorf("reaching the group's management API at %s: %w", res.ManagementAddr, err)

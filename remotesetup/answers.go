@@ -270,8 +270,8 @@ func (a *Answers) hostAccess() (*HostAccess, error) {
 	if a.CHAPSecretOut == "" {
 		return nil, a.fieldErr("chap-secret-out", "missing: the file to write the volume's new CHAP secret to")
 	}
-	if _, err := os.Lstat(a.CHAPSecretOut); err == nil {
-		return nil, a.fieldErr("chap-secret-out", "%s exists; give a new file, so that no secret is overwritten", a.CHAPSecretOut)
+	if err := checkNewFile(a.CHAPSecretOut); err != nil {
+		return nil, a.fieldErr("chap-secret-out", "%v", err)
 	}
 	if err := CheckInitiatorName(a.InitiatorName); a.InitiatorName != "" && err != nil {
 		return nil, a.fieldErr("initiator-name", "%v", err)

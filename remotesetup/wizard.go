@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -301,7 +302,8 @@ func PrintSummary(out io.Writer, t Target, plan Plan) {
 		{"RAID policy", r.RAID},
 	}
 	if r.Mode == setupapi.ModeCreate {
-		rows = append(rows[:8], append([][]string{{"admin password", "set (" + strconv.Itoa(len(r.AdminPassword)) + " characters)"}}, rows[8:]...)...)
+		// Below the membership password, above the RAID policy.
+		rows = slices.Insert(rows, len(rows)-1, []string{"admin password", "set (" + strconv.Itoa(len(r.AdminPassword)) + " characters)"})
 	}
 	printTable(out, []string{"setting", "value"}, rows)
 }

@@ -1,11 +1,6 @@
 package setupapi
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"crypto/subtle"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,29 +68,13 @@ type Client struct {
 // first request checks the certificate, and fails with ErrFingerprint
 // when it is not the pinned one.
 func Dial(endpoint, fingerprint string) (*Client, error) {
-	pin, err := groupapi.ParseFingerprint(fingerprint)
+	tlsCfg, err := groupapi.PinnedTLS(fingerprint, ErrFingerprint)
 	if err != nil {
 		return nil, err
 	}
 	host, err := endpointHost(endpoint)
 	if err != nil {
 		return nil, err
-	}
-	tlsCfg := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		// The member's certificate is self-signed, so no CA can vouch for
-		// it; VerifyPeerCertificate pins it instead and refuses any other.
-		InsecureSkipVerify: true,
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 {
-				return ErrFingerprint
-			}
-			sum := sha256.Sum256(raw[0])
-			if subtle.ConstantTimeCompare(sum[:], pin) != 1 {
-				return ErrFingerprint
-			}
-			return nil
-		},
 	}
 	return &Client{
 		base: "https://" + host,
@@ -161,22 +140,10 @@ func (c *Client) Progress() (Progress, error) {
 }
 
 func (c *Client) do(method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, c.base+path, body)
+	req, err := groupapi.NewJSONRequest(method, c.base+path, in)
 	if err != nil {
 		return err
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json")
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if errors.Is(err, ErrFingerprint) {
