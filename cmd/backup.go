@@ -5,7 +5,6 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 
 	"github.com/hitkit/hitkit/vss"
@@ -53,7 +52,6 @@ func runBackup(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	bar := newProgress(c, "backup "+a.Volume)
-	defer bar.done()
 	res, err := vss.Backup(ctx, a, api, vss.BackupOptions{
 		To: c.String("to"), Since: c.String("since"), Mountpoint: c.String("mountpoint"),
 		FreezeTimeout: c.Duration("freeze-timeout"), KeepSnapshots: c.Int("keep-snapshots"),
@@ -104,7 +102,6 @@ func runRestore(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	bar := newProgress(c, "restore "+a.Volume)
-	defer bar.done()
 	res, err := vss.RestoreVolume(ctx, a, api, chain, bar.start)
 	bar.done()
 	if err != nil {
@@ -121,7 +118,6 @@ func runRestore(c *cli.Context) error {
 type progress struct {
 	c    *cli.Context
 	desc string
-	once sync.Once
 	bar  *progressbar.ProgressBar
 }
 
@@ -144,11 +140,10 @@ func (p *progress) start(total int64) func(int64) {
 	return func(n int64) { p.bar.Add64(n) }
 }
 
+// done clears the bar, before the result is printed.
 func (p *progress) done() {
-	p.once.Do(func() {
-		if p.bar != nil {
-			p.bar.Finish()
-			p.bar.Close()
-		}
-	})
+	if p.bar != nil {
+		p.bar.Finish()
+		p.bar.Close()
+	}
 }

@@ -211,17 +211,7 @@ func snapshotDeleteCommand() *cli.Command {
 				return err
 			}
 			defer api.Close()
-			snap := c.Args().Get(1)
-			recs, err := vss.Records(a.StateDir)
-			if err != nil {
-				return err
-			}
-			for _, r := range recs {
-				if r.Volume == a.Volume && r.Snapshot == snap && r.Live() {
-					return fmt.Errorf("snapshot %s is in use on this host (%s by pid %d); unmount it first", snap, r.Use, r.PID)
-				}
-			}
-			return api.DeleteSnapshot(a.Volume, snap)
+			return vss.Delete(api, a, c.Args().Get(1))
 		},
 	}
 }

@@ -309,7 +309,7 @@ func TestSnapshotFreezeMount(t *testing.T) {
 	if s, _ := l.api.Snapshot("vol1", created.Snapshot.Name); s.Online {
 		t.Error("the snapshot is still online after unmount")
 	}
-	if _, ok := isMountpoint(snapMnt); ok {
+	if isMountpoint(snapMnt) {
 		t.Error("still mounted after unmount")
 	}
 	if recs, _ := vss.Records(l.state); len(recs) != 0 {
@@ -330,15 +330,14 @@ func TestSnapshotFreezeMount(t *testing.T) {
 	}
 }
 
-func isMountpoint(path string) (string, bool) {
-	b, _ := os.ReadFile("/proc/self/mountinfo")
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && f[4] == path {
-			return line, true
+func isMountpoint(path string) bool {
+	ms, _ := vss.Mounts()
+	for _, m := range ms {
+		if m.Point == path {
+			return true
 		}
 	}
-	return "", false
+	return false
 }
 
 // TestSnapshotMountKilled: kill -9 of snapshot mount once it has set the
@@ -381,7 +380,7 @@ func TestSnapshotMountKilled(t *testing.T) {
 	if s, _ := l.api.Snapshot("vol1", snap); s.Online {
 		t.Fatal("the snapshot is still online after cleanup")
 	}
-	if _, ok := isMountpoint(snapMnt); ok {
+	if isMountpoint(snapMnt) {
 		t.Fatal("the snapshot is still mounted after cleanup")
 	}
 	vols, err := daemon.NewClient(l.runtime).Status(context.Background(), "")
@@ -479,6 +478,20 @@ func TestBackupIncrementalRestore(t *testing.T) {
 	}
 
 	// A fresh volume of the same size, restored from the chain.
+	l.restoreFresh(t, incr.Image, 2, incr.Snapshot)
+
+	// Refused: the source volume is connected.
+	code, _, errOut := l.run(t, append(append([]string{"restore", "--from", incr.Image}, l.groupArgs...), "vol1")...)
+	if code != 1 || !strings.Contains(errOut, "connected") {
+		t.Errorf("restore onto the connected volume: exit %d: %s", code, errOut)
+	}
+}
+
+// restoreFresh restores the chain of images ending in image (images of
+// them) to a new volume vol2, and checks that it reads as snapshot snap
+// of vol1, byte for byte.
+func (l *snapLab) restoreFresh(t *testing.T, image string, images int, snap string) {
+	t.Helper()
 	const secret = "restore-secret-0123"
 	fresh, err := l.api.CreateVolume(groupapi.CreateVolume{Name: "vol2", Size: 128 << 20, CHAPSecret: secret})
 	if err != nil {
@@ -487,20 +500,12 @@ func TestBackupIncrementalRestore(t *testing.T) {
 	secretFile := filepath.Join(t.TempDir(), "secret")
 	os.WriteFile(secretFile, []byte(secret), 0o600)
 	var res vss.RestoreResult
-	l.mustRun(t, &res, append(append([]string{"restore", "--from", incr.Image, "--chap-secret-file", secretFile, "--json"}, l.groupArgs...), "vol2")...)
-	if len(res.Images) != 2 || res.Verified != 128<<20 {
+	l.mustRun(t, &res, append(append([]string{"restore", "--from", image, "--chap-secret-file", secretFile, "--json"}, l.groupArgs...), "vol2")...)
+	if len(res.Images) != images || res.Verified != 128<<20 {
 		t.Fatalf("restore: %+v", res)
 	}
-
-	// Refused: the source volume is connected.
-	code, _, errOut := l.run(t, append(append([]string{"restore", "--from", incr.Image}, l.groupArgs...), "vol1")...)
-	if code != 1 || !strings.Contains(errOut, "connected") {
-		t.Errorf("restore onto the connected volume: exit %d: %s", code, errOut)
-	}
-
-	want := l.snapshotSum(t, incr.Snapshot, l.vol.CHAPUser, l.secretFile)
-	got := l.volumeSum(t, fresh.IQN, fresh.CHAPUser, secret)
-	if got != want {
+	want := l.snapshotSum(t, snap, l.vol.CHAPUser, l.secretFile)
+	if got := l.volumeSum(t, fresh.IQN, fresh.CHAPUser, secret); got != want {
 		t.Fatalf("the restored volume's SHA-256 %x differs from the snapshot's %x", got, want)
 	}
 }
@@ -588,22 +593,7 @@ func TestBackupKeepSnapshots(t *testing.T) {
 	}
 
 	// The chain restores byte for byte, its first snapshot gone.
-	const secret = "restore-secret-0123"
-	fresh, err := l.api.CreateVolume(groupapi.CreateVolume{Name: "vol2", Size: 128 << 20, CHAPSecret: secret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	os.WriteFile(secretFile, []byte(secret), 0o600)
-	var res vss.RestoreResult
-	l.mustRun(t, &res, append(append([]string{"restore", "--from", b4.Image, "--chap-secret-file", secretFile, "--json"}, l.groupArgs...), "vol2")...)
-	if len(res.Images) != 4 || res.Verified != 128<<20 {
-		t.Fatalf("restore: %+v", res)
-	}
-	want := l.snapshotSum(t, b4.Snapshot, l.vol.CHAPUser, l.secretFile)
-	if got := l.volumeSum(t, fresh.IQN, fresh.CHAPUser, secret); got != want {
-		t.Fatalf("the restored volume's SHA-256 %x differs from the snapshot's %x", got, want)
-	}
+	l.restoreFresh(t, b4.Image, 4, b4.Snapshot)
 }
 
 // listSnapshots runs snapshot list --json: each snapshot on the array.

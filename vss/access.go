@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"strings"
 	"time"
 
 	"github.com/hitkit/hitkit/daemon"
@@ -62,7 +62,7 @@ func Resolve(ctx context.Context, name string, dirs Dirs, o Override) (*Access, 
 	switch {
 	case err == nil:
 		a.Request, a.Connected = r, true
-		a.Link = daemonLink(dirs.Runtime, name)
+		a.Link = daemon.DevLink(dirs.Runtime, name)
 	case errors.Is(err, daemon.ErrNotRunning) || isNotConnected(err):
 		saved, serr := daemon.SavedVolumes(dirs.State)
 		if serr != nil {
@@ -85,7 +85,7 @@ func Resolve(ctx context.Context, name string, dirs Dirs, o Override) (*Access, 
 
 func isNotConnected(err error) bool {
 	// hitkitd says "no volume NAME is connected".
-	return err != nil && containsFold(err.Error(), "is connected")
+	return err != nil && strings.Contains(strings.ToLower(err.Error()), "is connected")
 }
 
 func (a *Access) apply(o Override) {
@@ -111,18 +111,6 @@ func (a *Access) apply(o Override) {
 	}
 }
 
-// GroupAPIAddr is where the management API listens: as given, or the
-// portal's host on the default port.
-func (a *Access) GroupAPIAddr() string {
-	if a.Request.GroupAPI != "" {
-		return a.Request.GroupAPI
-	}
-	if h, _, err := net.SplitHostPort(a.Request.Portal); err == nil {
-		return h
-	}
-	return a.Request.Portal
-}
-
 // Dial logs in to the group's management API, and learns the volume's
 // name on the array (by its target name, when connected), and the portal
 // and target when they are not known yet.
@@ -130,9 +118,10 @@ func (a *Access) Dial() (*groupapi.Client, error) {
 	if a.Request.Portal == "" && a.Request.GroupAPI == "" {
 		return nil, fmt.Errorf("volume %s: %w", a.Name, ErrNoGroup)
 	}
-	api, err := groupapi.Dial(a.GroupAPIAddr(), a.Request.GroupFingerprint, []byte(a.Request.GroupAdminPassword))
+	addr := a.Request.GroupAPIAddr()
+	api, err := groupapi.Dial(addr, a.Request.GroupFingerprint, []byte(a.Request.GroupAdminPassword))
 	if err != nil {
-		return nil, fmt.Errorf("group management API at %s: %w", a.GroupAPIAddr(), err)
+		return nil, fmt.Errorf("group management API at %s: %w", addr, err)
 	}
 	if err := a.learn(api); err != nil {
 		api.Close()

@@ -153,6 +153,7 @@ func backup(ctx context.Context, a *Access, api *groupapi.Client, o BackupOption
 		if err != nil {
 			return res, baseError(a.Volume, o.Since, err)
 		}
+		// Not nil even when nothing changed: nil makes a full image.
 		changed = append([]groupapi.Extent{}, cb.Extents...)
 		h.Granularity = cb.Granularity
 		h.Parent, h.ParentImage, h.ParentImageSHA256 = o.Since, filepath.Base(parent.Path), parent.Manifest.ImageSHA256

@@ -159,7 +159,9 @@ func TestWhileFrozen(t *testing.T) {
 	})
 }
 
-func TestMountpointOf(t *testing.T) {
+// TestAccessMountpoint: a connected volume's filesystem is found from its
+// device link.
+func TestAccessMountpoint(t *testing.T) {
 	mnt := ext4Mount(t)
 	ms, err := Mounts()
 	if err != nil {
@@ -175,11 +177,13 @@ func TestMountpointOf(t *testing.T) {
 	if err := os.Symlink(dev, link); err != nil {
 		t.Fatal(err)
 	}
-	got, err := MountpointOf(link)
+	a := &Access{Name: "vol1", Connected: true, Link: link}
+	got, err := a.Mountpoint()
 	if err != nil || got != mnt {
-		t.Fatalf("MountpointOf(%s -> %s) = %q, %v; want %s", link, dev, got, err, mnt)
+		t.Fatalf("Mountpoint(%s -> %s) = %q, %v; want %s", link, dev, got, err, mnt)
 	}
-	if _, err := MountpointOf(mnt); err == nil {
+	a.Link = mnt
+	if _, err := a.Mountpoint(); err == nil {
 		t.Error("a directory taken for a block device")
 	}
 }

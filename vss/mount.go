@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"time"
 
 	"github.com/hitkit/hitkit/daemon"
@@ -20,11 +19,9 @@ import (
 // connectTimeout bounds hitkitd's connect of a snapshot.
 const connectTimeout = 2 * time.Minute
 
-var daemonName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
 // SnapshotDevice is the name hitkitd gives a connected snapshot.
 func SnapshotDevice(volume, snap string) string {
-	if n := "snap." + snap; daemonName.MatchString(n) {
+	if n := "snap." + snap; daemon.ValidName(n) {
 		return n
 	}
 	return fmt.Sprintf("snap.%x", sha256.Sum256([]byte(volume+"@"+snap)))[:5+24]
@@ -175,7 +172,7 @@ func Unmount(ctx context.Context, api *groupapi.Client, hitkitd *daemon.Client, 
 func release(ctx context.Context, api *groupapi.Client, hitkitd *daemon.Client, state string, rec Record, log *logrus.Entry) error {
 	var errs []error
 	if rec.Use == UseMount && rec.Path != "" {
-		if _, ok, _ := mountedAt(rec.Path); ok && mountIsDevice(rec) {
+		if mountIsDevice(rec) {
 			if err := unix.Unmount(rec.Path, 0); err != nil {
 				return fmt.Errorf("unmounting %s: %w (is it in use?)", rec.Path, err)
 			}
@@ -213,7 +210,7 @@ func mountIsDevice(rec Record) bool {
 	if err != nil {
 		return m.Source == rec.BlockDevice
 	}
-	return m.Major == major(rdev) && m.Minor == minor(rdev)
+	return m.onDevice(rdev)
 }
 
 func setOffline(api *groupapi.Client, volume, snap string) error {

@@ -32,6 +32,11 @@ func (m MountEntry) ReadOnly() bool {
 	return false
 }
 
+// onDevice reports whether the mount is of the block device rdev.
+func (m MountEntry) onDevice(rdev uint64) bool {
+	return m.Major == unix.Major(rdev) && m.Minor == unix.Minor(rdev)
+}
+
 // parseMountinfo reads the format of proc(5)'s mountinfo.
 func parseMountinfo(r io.Reader) ([]MountEntry, error) {
 	var out []MountEntry
@@ -114,7 +119,7 @@ func MountsOf(rdev uint64) ([]MountEntry, error) {
 	}
 	var roots, binds []MountEntry
 	for _, m := range all {
-		if m.Major != unix.Major(rdev) || m.Minor != unix.Minor(rdev) {
+		if !m.onDevice(rdev) {
 			continue
 		}
 		if m.Root == "/" {
@@ -124,20 +129,6 @@ func MountsOf(rdev uint64) ([]MountEntry, error) {
 		}
 	}
 	return append(roots, binds...), nil
-}
-
-// MountpointOf returns where the filesystem on the device behind path is
-// mounted, or "" when it is not mounted.
-func MountpointOf(path string) (string, error) {
-	_, rdev, err := BlockDevice(path)
-	if err != nil {
-		return "", err
-	}
-	ms, err := MountsOf(rdev)
-	if err != nil || len(ms) == 0 {
-		return "", err
-	}
-	return ms[0].Point, nil
 }
 
 // mountedAt returns the mount whose mount point is path, if any.
@@ -156,12 +147,3 @@ func mountedAt(path string) (MountEntry, bool, error) {
 	}
 	return found, ok, nil
 }
-
-func daemonLink(runtime, name string) string { return runtime + "/dev/" + name }
-
-func containsFold(s, sub string) bool {
-	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
-}
-
-func major(rdev uint64) uint32 { return unix.Major(rdev) }
-func minor(rdev uint64) uint32 { return unix.Minor(rdev) }

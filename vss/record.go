@@ -111,7 +111,7 @@ func (r Record) Live() bool {
 		return false
 	}
 	_, rdev, err := BlockDevice(r.BlockDevice)
-	return err == nil && m.Major == major(rdev) && m.Minor == minor(rdev)
+	return err == nil && m.onDevice(rdev)
 }
 
 // processStart reads a process's start time from /proc/PID/stat (field

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hitkit/hitkit/daemon"
 	"github.com/hitkit/hitkit/internal/atomicfile"
 )
 
@@ -79,7 +80,7 @@ func (s Schedule) check() error {
 	if !filepath.IsAbs(s.Hitkit) {
 		return fmt.Errorf("the hitkit binary %q is not an absolute path", s.Hitkit)
 	}
-	if !daemonName.MatchString(s.Volume) {
+	if !daemon.ValidName(s.Volume) {
 		return fmt.Errorf("volume name %q: use letters, digits, '.', '_' and '-'", s.Volume)
 	}
 	_, _, err := s.interval()

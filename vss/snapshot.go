@@ -154,6 +154,21 @@ func Create(ctx context.Context, a *Access, api *groupapi.Client, o CreateOption
 	return out, nil
 }
 
+// Delete deletes a snapshot of the volume on the array, unless this host
+// uses it: mounted, or being read by a backup.
+func Delete(api *groupapi.Client, a *Access, snap string) error {
+	recs, err := Records(a.StateDir)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if r.Volume == a.Volume && r.Snapshot == snap && r.Live() {
+			return fmt.Errorf("snapshot %s is in use on this host (%s by pid %d); unmount it first", snap, r.Use, r.PID)
+		}
+	}
+	return api.DeleteSnapshot(a.Volume, snap)
+}
+
 // Prune deletes the oldest offline snapshots of the volume that hitkit
 // took as kind, beyond keep. It never deletes one named in spare.
 func Prune(api *groupapi.Client, volume, kind string, keep int, spare ...string) ([]string, error) {

@@ -3,6 +3,8 @@ package vss
 import (
 	"strings"
 	"testing"
+
+	"github.com/hitkit/hitkit/daemon"
 )
 
 func TestParseMountinfo(t *testing.T) {
@@ -35,7 +37,7 @@ func TestSnapshotDevice(t *testing.T) {
 	long := SnapshotDevice("vol1", strings.Repeat("x", 80))
 	odd := SnapshotDevice("vol1", "a b/c")
 	for _, n := range []string{long, odd} {
-		if !daemonName.MatchString(n) || !strings.HasPrefix(n, "snap.") {
+		if !daemon.ValidName(n) || !strings.HasPrefix(n, "snap.") {
 			t.Errorf("%q is not a valid device name", n)
 		}
 	}
