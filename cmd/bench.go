@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -191,7 +190,7 @@ func openVolumeDevice(c *cli.Context) (*volumeDevice, error) {
 			return nil, fmt.Errorf("volume %q is not connected (hitkit mpio list --runtime-dir %s shows the connected ones)", name, runtime)
 		}
 	case errors.Is(err, daemon.ErrNotRunning):
-		link := filepath.Join(runtime, "dev", name)
+		link := daemon.DevLink(runtime, name)
 		if _, serr := os.Stat(link); serr != nil {
 			return nil, fmt.Errorf("volume %q: hitkitd is not running in %s and there is no %s", name, runtime, link)
 		}

@@ -71,9 +71,12 @@ const (
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
+// ValidName reports whether hitkitd takes name for a volume.
+func ValidName(name string) bool { return validName.MatchString(name) }
+
 // Check validates what can be checked without the network.
 func (r ConnectRequest) Check() error {
-	if !validName.MatchString(r.Name) {
+	if !ValidName(r.Name) {
 		return fmt.Errorf("volume name %q: use letters, digits, '.', '_' and '-' (at most 64)", r.Name)
 	}
 	if r.Portal == "" || r.Target == "" {

@@ -58,9 +58,9 @@ func sessionCount(r ConnectRequest, members int) int {
 	return min(maxSessions, perSlice*max(members, 1))
 }
 
-// groupAPIAddr is where the group's management API is: GroupAPI, or the
+// GroupAPIAddr is where the group's management API is: GroupAPI, or the
 // portal's host (groupapi.Dial adds the default port).
-func groupAPIAddr(r ConnectRequest) string {
+func (r ConnectRequest) GroupAPIAddr() string {
 	if r.GroupAPI != "" {
 		return r.GroupAPI
 	}
@@ -74,7 +74,7 @@ func groupAPIAddr(r ConnectRequest) string {
 // page of the volume whose IQN is the request's target, and at which
 // portals those members listen.
 func fetchPageMap(r ConnectRequest) (*mpio.PageMap, error) {
-	c, err := groupapi.Dial(groupAPIAddr(r), r.GroupFingerprint, []byte(r.GroupAdminPassword))
+	c, err := groupapi.Dial(r.GroupAPIAddr(), r.GroupFingerprint, []byte(r.GroupAdminPassword))
 	if err != nil {
 		return nil, fmt.Errorf("group management API: %w", err)
 	}

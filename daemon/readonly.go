@@ -50,17 +50,3 @@ func (c *Client) Request(ctx context.Context, name string) (ConnectRequest, erro
 	}
 	return *resp.Connect, nil
 }
-
-// The rules below are hitkitd's, exported for the commands that work
-// beside it on its volumes (package vss), so that they follow them.
-
-// GroupAPIAddr is where the group's management API is: GroupAPI, or the
-// portal's host (groupapi.Dial adds the default port).
-func (r ConnectRequest) GroupAPIAddr() string { return groupAPIAddr(r) }
-
-// ValidName reports whether hitkitd takes name for a volume.
-func ValidName(name string) bool { return validName.MatchString(name) }
-
-// DevLink is where hitkitd links a volume's block device:
-// RUNTIME/dev/NAME.
-func DevLink(runtime, name string) string { return devLink(runtime, name) }

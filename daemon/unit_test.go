@@ -129,7 +129,7 @@ func TestSessionCount(t *testing.T) {
 			t.Errorf("%+v: %d sessions, want %d", tc, got, tc.want)
 		}
 	}
-	if got := groupAPIAddr(ConnectRequest{Portal: "10.0.0.5:3260"}); got != "10.0.0.5" {
+	if got := (ConnectRequest{Portal: "10.0.0.5:3260"}).GroupAPIAddr(); got != "10.0.0.5" {
 		t.Errorf("default group API %q", got)
 	}
 }

@@ -33,8 +33,11 @@ type volume struct {
 
 // paths under the runtime directory
 func nbdSocket(runtime, name string) string { return filepath.Join(runtime, name+".nbd") }
-func devLink(runtime, name string) string   { return filepath.Join(runtime, "dev", name) }
-func fuseDir(runtime, name string) string   { return filepath.Join(runtime, "fuse", name) }
+
+// DevLink is where hitkitd links a volume's block device: RUNTIME/dev/NAME.
+func DevLink(runtime, name string) string { return filepath.Join(runtime, "dev", name) }
+
+func fuseDir(runtime, name string) string { return filepath.Join(runtime, "fuse", name) }
 
 // openVolume logs in, and exports the device over NBD and as a loop
 // device linked from RUNTIME/dev/NAME. On failure it undoes what it did.
@@ -43,7 +46,7 @@ func openVolume(ctx context.Context, runtime string, r ConnectRequest, log *logr
 	if err != nil {
 		return nil, err
 	}
-	v := &volume{req: r, log: log, link: devLink(runtime, r.Name), mnt: fuseDir(runtime, r.Name)}
+	v := &volume{req: r, log: log, link: DevLink(runtime, r.Name), mnt: fuseDir(runtime, r.Name)}
 	if v.dev, err = mpio.Open(ctx, cfg); err != nil {
 		return nil, err
 	}
@@ -87,12 +90,13 @@ func deviceConfig(r ConnectRequest, log *logrus.Entry) (mpio.Config, error) {
 	if err != nil {
 		return mpio.Config{}, err
 	}
+	session, err := r.SessionConfig()
+	if err != nil {
+		return mpio.Config{}, err
+	}
+	session.Log = log
 	cfg := mpio.Config{
-		Session: initiator.Config{
-			Portal: r.Portal, TargetName: r.Target, InitiatorName: r.InitiatorName,
-			CHAPUser: r.CHAPUser, Log: log,
-			HeaderDigest: r.HeaderDigest, DataDigest: r.DataDigest,
-		},
+		Session:  session,
 		LUN:      r.LUN,
 		Paths:    plan.Paths,
 		Sessions: plan.Sessions,
@@ -105,17 +109,6 @@ func deviceConfig(r ConnectRequest, log *logrus.Entry) (mpio.Config, error) {
 		cfg.Sessions = sessionCount(r, distinct(cfg.PageMap.Members))
 		log.WithFields(logrus.Fields{"members": cfg.PageMap.Members, "sessions": cfg.Sessions}).Info("slice-aware: using the group's page map")
 	}
-	if r.CHAPSecret != "" {
-		cfg.Session.CHAPSecret = []byte(r.CHAPSecret)
-	}
-	if r.MutualUser != "" {
-		cfg.Session.MutualUser, cfg.Session.MutualSecret = r.MutualUser, []byte(r.MutualSecret)
-	}
-	if r.CHAPAlgorithms != "" {
-		if cfg.Session.CHAPAlgorithms, err = iscsi.ParseChapAlgorithms(r.CHAPAlgorithms); err != nil {
-			return cfg, err
-		}
-	}
 	if r.Policy != "" {
 		if cfg.Policy, err = mpio.ParsePolicy(r.Policy); err != nil {
 			return cfg, err
@@ -123,6 +116,31 @@ func deviceConfig(r ConnectRequest, log *logrus.Entry) (mpio.Config, error) {
 	}
 	if r.NoPathTimeout != "" {
 		if cfg.NoPathTimeout, err = time.ParseDuration(r.NoPathTimeout); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
+}
+
+// SessionConfig is one login as the request describes it: portal,
+// target, initiator name, CHAP (one-way and mutual, with its algorithms)
+// and digests. Commands that log in beside hitkitd with a volume's
+// credentials (package vss) start from it too.
+func (r ConnectRequest) SessionConfig() (initiator.Config, error) {
+	cfg := initiator.Config{
+		Portal: r.Portal, TargetName: r.Target, InitiatorName: r.InitiatorName,
+		CHAPUser:     r.CHAPUser,
+		HeaderDigest: r.HeaderDigest, DataDigest: r.DataDigest,
+	}
+	if r.CHAPSecret != "" {
+		cfg.CHAPSecret = []byte(r.CHAPSecret)
+	}
+	if r.MutualUser != "" {
+		cfg.MutualUser, cfg.MutualSecret = r.MutualUser, []byte(r.MutualSecret)
+	}
+	if r.CHAPAlgorithms != "" {
+		var err error
+		if cfg.CHAPAlgorithms, err = iscsi.ParseChapAlgorithms(r.CHAPAlgorithms); err != nil {
 			return cfg, err
 		}
 	}
@@ -144,7 +162,7 @@ func (v *volume) info() VolumeInfo {
 		LoginAtBoot: v.req.LoginAtBoot, Status: v.dev.Status(),
 	}
 	if v.req.GroupFingerprint != "" {
-		vi.GroupAPI, vi.GroupFingerprint = groupAPIAddr(v.req), v.req.GroupFingerprint
+		vi.GroupAPI, vi.GroupFingerprint = v.req.GroupAPIAddr(), v.req.GroupFingerprint
 	}
 	if v.loop != nil {
 		vi.BlockDevice = v.loop.LoopDevice()

@@ -10,7 +10,6 @@ import (
 	"github.com/hitkit/hitkit/daemon"
 	"github.com/hitkit/hitkit/groupapi"
 	"github.com/hitkit/hitkit/initiator"
-	"github.com/hitkit/hitkit/iscsi"
 )
 
 // Access is how to reach a volume: its group's management API, and a
@@ -166,27 +165,12 @@ func (a *Access) learn(api *groupapi.Client) error {
 // the volume's credentials, through the group IP.
 func (a *Access) sessionConfig(target string) (initiator.Config, error) {
 	r := a.Request
-	cfg := initiator.Config{
-		Portal: r.Portal, TargetName: target, InitiatorName: r.InitiatorName,
-		HeaderDigest: r.HeaderDigest, DataDigest: r.DataDigest,
+	if r.CHAPUser != "" && r.CHAPSecret == "" {
+		return initiator.Config{}, fmt.Errorf("volume %s: CHAP user %s needs its secret (--chap-secret-file or HITKIT_CHAP_SECRET)", a.Name, r.CHAPUser)
 	}
-	if r.CHAPUser != "" {
-		if r.CHAPSecret == "" {
-			return cfg, fmt.Errorf("volume %s: CHAP user %s needs its secret (--chap-secret-file or HITKIT_CHAP_SECRET)", a.Name, r.CHAPUser)
-		}
-		cfg.CHAPUser, cfg.CHAPSecret = r.CHAPUser, []byte(r.CHAPSecret)
-	}
-	if r.MutualUser != "" {
-		cfg.MutualUser, cfg.MutualSecret = r.MutualUser, []byte(r.MutualSecret)
-	}
-	if r.CHAPAlgorithms != "" {
-		algs, err := iscsi.ParseChapAlgorithms(r.CHAPAlgorithms)
-		if err != nil {
-			return cfg, err
-		}
-		cfg.CHAPAlgorithms = algs
-	}
-	return cfg, nil
+	cfg, err := r.SessionConfig()
+	cfg.TargetName = target
+	return cfg, err
 }
 
 // openUnit logs in to target and opens its LUN; close ends the session.
