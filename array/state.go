@@ -232,6 +232,9 @@ func newSerial(prefix string, n int) string {
 // (lower case, no ':' inside a part) and in file names.
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,62}$`)
 
+// ValidName says whether name may name a group, a member or a volume.
+func ValidName(name string) bool { return nameRE.MatchString(name) }
+
 // Validate says what is wrong with a configuration, if anything.
 func (c Config) Validate() error {
 	if c.Version != configVersion {

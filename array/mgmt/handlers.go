@@ -98,7 +98,7 @@ func (s *Server) volumes() []groupapi.Volume {
 // volume answers 400 for a bad name and 404 for a missing volume.
 func (s *Server) volume(w http.ResponseWriter, r *http.Request) (groupapi.Volume, bool) {
 	name := r.PathValue("name")
-	if !nameRE.MatchString(name) {
+	if !array.ValidName(name) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("volume name %q: use 1 to 63 lower-case letters, digits, '.' or '-'", name))
 		return groupapi.Volume{}, false
 	}
@@ -126,7 +126,7 @@ func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	if !nameRE.MatchString(req.Name) {
+	if !array.ValidName(req.Name) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("volume name %q: use 1 to 63 lower-case letters, digits, '.' or '-'", req.Name))
 		return
 	}

@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -36,10 +35,6 @@ const (
 	maxBody          = 1 << 20
 	adminUser        = "admin"
 )
-
-// nameRE mirrors the array's rule for volume names, so that a bad name is
-// refused with 400 before anything is touched.
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,62}$`)
 
 // Server is the management API. The zero value is not usable; call New.
 // Add it to array.Options.Services; it starts once the group serves.
