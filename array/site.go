@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+
+	"github.com/hitkit/hitkit/setupapi"
 )
 
 // A site is the lab's directory of members (DIR). It holds at most one
@@ -41,8 +43,8 @@ func (c Config) validateSite() error {
 		return fmt.Errorf("group IP %s: the lab listens on loopback only; use an address in 127.0.0.0/8", c.GroupIP)
 	}
 	for _, m := range c.Members {
-		if m.RAID != "" && !slices.Contains(RAIDPolicies, m.RAID) {
-			return fmt.Errorf("member %d: RAID policy %q is not one of %v", m.Number, m.RAID, RAIDPolicies)
+		if m.RAID != "" && !slices.Contains(setupapi.RAIDPolicies, m.RAID) {
+			return fmt.Errorf("member %d: RAID policy %q is not one of %v", m.Number, m.RAID, setupapi.RAIDPolicies)
 		}
 		if m.IP.IsValid() && int(m.IP.Addr().As4()[3])+m.Ports-1 > portOctetLimit {
 			return fmt.Errorf("member %d: %d ports from %s do not fit in its /24", m.Number, m.Ports, m.IP.Addr())
@@ -90,9 +92,6 @@ func (c Config) SetupPortsPerMember() int {
 	return DefaultPortsPerMember
 }
 
-// RAIDPolicies are the RAID policies a member can be set up with.
-var RAIDPolicies = []string{"raid10", "raid50", "raid6", "raid5"}
-
 // raidDrives is how many drives a lab member simulates.
 const raidDrives = 14
 
@@ -129,7 +128,7 @@ type SetupRequest struct {
 	Name    string       // the member's name
 	IP      netip.Prefix // its first port's address; port p takes IP+(p-1)
 	Gateway netip.Addr
-	RAID    string // one of RAIDPolicies
+	RAID    string // one of setupapi.RAIDPolicies
 	// Create founds a group; otherwise the member joins the site's group.
 	Create             bool
 	GroupName          string
@@ -205,8 +204,8 @@ func (c Config) checkMemberFields(r SetupRequest) error {
 			return invalid("member_name", "member name %s is taken by member %d; pick another", r.Name, m.Number)
 		}
 	}
-	if !slices.Contains(RAIDPolicies, r.RAID) {
-		return invalid("raid", "RAID policy %q: use one of %v", r.RAID, RAIDPolicies)
+	if !slices.Contains(setupapi.RAIDPolicies, r.RAID) {
+		return invalid("raid", "RAID policy %q: use one of %v", r.RAID, setupapi.RAIDPolicies)
 	}
 	if !nameRE.MatchString(r.GroupName) {
 		return invalid("group_name", "group name %q: use 1 to 63 lower-case letters, digits, '.' or '-', starting with a letter or digit", r.GroupName)
@@ -309,20 +308,10 @@ func (g *Group) checkJoin(c Config, r SetupRequest) error {
 	return nil
 }
 
-// checkPassword applies the rule for passwords the wizard sets: 8 to 255
-// printable ASCII characters, with no space at either end (secret files
-// are read with surrounding white space trimmed).
+// checkPassword applies the setup contract's password rule.
 func checkPassword(field, what, pw string) error {
-	if len(pw) < 8 || len(pw) > 255 {
-		return invalid(field, "%s: use 8 to 255 characters (got %d)", what, len(pw))
-	}
-	for _, ch := range []byte(pw) {
-		if ch < 0x20 || ch > 0x7e {
-			return invalid(field, "%s: use printable ASCII characters only", what)
-		}
-	}
-	if pw[0] == ' ' || pw[len(pw)-1] == ' ' {
-		return invalid(field, "%s: it may not start or end with a space", what)
+	if err := setupapi.CheckPassword(pw); err != nil {
+		return invalid(field, "%s %v", what, err)
 	}
 	return nil
 }

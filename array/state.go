@@ -53,7 +53,7 @@ type MemberConfig struct {
 	// listens on IP+(p-1). Unset, the address plan applies.
 	IP      netip.Prefix `json:"ip,omitzero"`
 	Gateway netip.Addr   `json:"gateway,omitzero"`
-	RAID    string       `json:"raid,omitempty"` // see RAIDPolicies; unset counts the raw capacity
+	RAID    string       `json:"raid,omitempty"` // see setupapi.RAIDPolicies; unset counts the raw capacity
 }
 
 // VolumeConfig is one volume as configured. Its CHAP secret is in

@@ -25,12 +25,6 @@ import (
 	"github.com/hitkit/hitkit/setupapi"
 )
 
-// MinPasswordLength is the shortest membership or admin password taken.
-const MinPasswordLength = 8
-
-// MaxPasswordLength is the longest a member takes.
-const MaxPasswordLength = 255
-
 // nameRE is the rule for member and group names (setupapi.Request).
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,62}$`)
 
@@ -150,25 +144,9 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
-// CheckPassword says what is wrong with a membership or admin password.
-func CheckPassword(p []byte) error {
-	switch {
-	case len(p) == 0:
-		return errors.New("is empty")
-	case len(p) < MinPasswordLength:
-		return fmt.Errorf("is %d characters; use at least %d", len(p), MinPasswordLength)
-	case len(p) > MaxPasswordLength:
-		return fmt.Errorf("is %d characters; use at most %d", len(p), MaxPasswordLength)
-	case p[0] == ' ' || p[len(p)-1] == ' ':
-		return errors.New("starts or ends with a space; the member refuses that")
-	}
-	for _, c := range p {
-		if c < 0x20 || c > 0x7e {
-			return errors.New("holds a character that is not printable ASCII (or a line break); the member takes printable ASCII only")
-		}
-	}
-	return nil
-}
+// CheckPassword applies the member's password rule
+// (setupapi.CheckPassword) to a password as typed or read from a file.
+func CheckPassword(p []byte) error { return setupapi.CheckPassword(string(p)) }
 
 // CheckRAID says what is wrong with a RAID policy.
 func CheckRAID(s string) error {
