@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/hitkit/hitkit/daemon"
@@ -136,7 +135,7 @@ func alert(ctx context.Context, c *cli.Context, mem health.Memory, r health.Repo
 // from hitkitd. It never prompts: health runs from cron.
 func groupPassword(file string, client *daemon.Client) func(context.Context, daemon.VolumeInfo) ([]byte, error) {
 	return func(ctx context.Context, v daemon.VolumeInfo) ([]byte, error) {
-		if file != "" || os.Getenv("HITKIT_GROUP_ADMIN") != "" {
+		if secretGiven(file, "HITKIT_GROUP_ADMIN") {
 			return readSecret(file, "HITKIT_GROUP_ADMIN", "")
 		}
 		req, err := client.Request(ctx, v.Name)

@@ -3,7 +3,6 @@ package cmd
 import (
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -133,7 +132,7 @@ func connectRequest(c *cli.Context) (daemon.ConnectRequest, error) {
 	if req.MutualUser != "" && req.CHAPUser == "" {
 		return req, usagef("mutual CHAP (--mutual-user) needs one-way CHAP (--chap-user) too")
 	}
-	groupAdmin := c.String("group-admin-file") != "" || os.Getenv("HITKIT_GROUP_ADMIN") != ""
+	groupAdmin := secretGiven(c.String("group-admin-file"), "HITKIT_GROUP_ADMIN")
 	if groupAdmin && req.GroupFingerprint == "" {
 		return req, usagef("--group-admin-file (or HITKIT_GROUP_ADMIN) needs --group-fingerprint")
 	}

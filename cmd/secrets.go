@@ -39,3 +39,10 @@ func readSecret(file, envVar, prompt string) ([]byte, error) {
 	}
 	return secret, nil
 }
+
+// secretGiven says whether a secret was given as a file or in its
+// environment variable: optional secrets are read only then, and never
+// prompted for.
+func secretGiven(file, envVar string) bool {
+	return file != "" || os.Getenv(envVar) != ""
+}

@@ -69,14 +69,14 @@ func resolveVolume(c *cli.Context, name string) (*vss.Access, *groupapi.Client, 
 			return nil, nil, usagef("--group-fingerprint: %v", err)
 		}
 	}
-	if c.String("group-admin-file") != "" || os.Getenv("HITKIT_GROUP_ADMIN") != "" {
+	if secretGiven(c.String("group-admin-file"), "HITKIT_GROUP_ADMIN") {
 		pw, err := readSecret(c.String("group-admin-file"), "HITKIT_GROUP_ADMIN", "group admin password: ")
 		if err != nil {
 			return nil, nil, err
 		}
 		o.GroupPassword = pw
 	}
-	if c.String("chap-secret-file") != "" || os.Getenv("HITKIT_CHAP_SECRET") != "" {
+	if secretGiven(c.String("chap-secret-file"), "HITKIT_CHAP_SECRET") {
 		s, err := readSecret(c.String("chap-secret-file"), "HITKIT_CHAP_SECRET", "CHAP secret: ")
 		if err != nil {
 			return nil, nil, err
