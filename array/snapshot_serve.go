@@ -212,7 +212,9 @@ func (g *Group) Snapshot(volume, snap string) (SnapshotInfo, error) {
 // DefaultSnapshotName is the name a snapshot gets when its creator gives
 // none: VOLUME-YYYYMMDD-HHMMSS.mmm in UTC.
 func DefaultSnapshotName(volume string, t time.Time) string {
-	const maxVolume = 63 - len("-20060102-150405.000")
+	// Room for the stamp and for the "-2" to "-9" that CreateSnapshot adds
+	// when several snapshots are taken in one millisecond.
+	const maxVolume = 63 - len("-20060102-150405.000") - len("-9")
 	if len(volume) > maxVolume {
 		volume = volume[:maxVolume]
 	}

@@ -322,3 +322,20 @@ func mustVolume(t *testing.T, g *Group, name string) *servedVolume {
 	}
 	return v
 }
+
+// TestDefaultSnapshotNamesOfLongVolumes: a volume with the longest name
+// still gets valid default names, also for several snapshots taken in the
+// same millisecond.
+func TestDefaultSnapshotNamesOfLongVolumes(t *testing.T) {
+	volume := strings.Repeat("v", 63)
+	now := time.Date(2026, 11, 26, 16, 0, 0, 0, time.UTC)
+	base := DefaultSnapshotName(volume, now)
+	for _, name := range []string{base, base + "-2", base + "-9"} {
+		if err := ValidSnapshotName(name); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if !strings.HasSuffix(base, "-20261126-160000.000") {
+		t.Errorf("default name %s lost its time stamp", base)
+	}
+}
