@@ -196,7 +196,7 @@ func openVolumeDevice(c *cli.Context) (*volumeDevice, error) {
 		}
 		path = link
 	default:
-		if strings.Contains(err.Error(), "is connected") {
+		if errors.Is(err, daemon.ErrNotConnected) {
 			return nil, fmt.Errorf("%v (hitkit mpio list --runtime-dir %s shows the connected ones)", err, runtime)
 		}
 		return nil, fmt.Errorf("volume %q: %v", name, err)

@@ -148,9 +148,12 @@ type Request struct {
 
 // Response answers a Request. Error is set when it failed.
 type Response struct {
-	Error   string       `json:"error,omitempty"`
-	Volumes []VolumeInfo `json:"volumes,omitempty"`
-	PID     int          `json:"pid,omitempty"`
+	Error string `json:"error,omitempty"`
+	// NotConnected marks an Error that says the named volume is not
+	// connected, so that the client can return ErrNotConnected for it.
+	NotConnected bool         `json:"not_connected,omitempty"`
+	Volumes      []VolumeInfo `json:"volumes,omitempty"`
+	PID          int          `json:"pid,omitempty"`
 	// Connect answers a "request" op: how a connected volume was
 	// connected, secrets included (the socket is root's alone).
 	Connect *ConnectRequest `json:"connect,omitempty"`

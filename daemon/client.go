@@ -20,6 +20,20 @@ func NewClient(runtimeDir string) *Client { return &Client{Socket: SocketPath(ru
 // ErrNotRunning means no daemon answers on the socket.
 var ErrNotRunning = errors.New("hitkitd is not running")
 
+// ErrNotConnected means hitkitd has no volume of the name asked for.
+var ErrNotConnected = errors.New("volume not connected")
+
+// notConnectedError is hitkitd's answer about a volume it does not
+// have, on both sides of the control socket.
+type notConnectedError struct{ msg string }
+
+func (e notConnectedError) Error() string        { return e.msg }
+func (e notConnectedError) Is(target error) bool { return target == ErrNotConnected }
+
+func notConnected(name string) error {
+	return notConnectedError{fmt.Sprintf("no volume %s is connected", name)}
+}
+
 // call sends one request. A connect may take as long as the logins do,
 // so the deadline comes from ctx.
 func (c *Client) call(ctx context.Context, req Request) (Response, error) {
@@ -43,7 +57,10 @@ func (c *Client) call(ctx context.Context, req Request) (Response, error) {
 	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
 		return Response{}, fmt.Errorf("reading hitkitd's reply: %w", err)
 	}
-	if resp.Error != "" {
+	switch {
+	case resp.NotConnected:
+		return resp, notConnectedError{resp.Error}
+	case resp.Error != "":
 		return resp, errors.New(resp.Error)
 	}
 	return resp, nil

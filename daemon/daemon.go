@@ -268,7 +268,7 @@ func (d *Daemon) disconnect(name string) error {
 		if d.saved(name) {
 			return d.store.remove(name)
 		}
-		return fmt.Errorf("no volume %s is connected", name)
+		return notConnected(name)
 	}
 	if err := v.unexport(); err != nil {
 		return fmt.Errorf("volume %s: %w (unmount it first)", name, err)
@@ -319,7 +319,7 @@ func (d *Daemon) list(name string) ([]VolumeInfo, error) {
 	}
 	d.mu.Unlock()
 	if name != "" && len(vols) == 0 {
-		return nil, fmt.Errorf("no volume %s is connected", name)
+		return nil, notConnected(name)
 	}
 	out := make([]VolumeInfo, 0, len(vols))
 	for _, v := range vols {

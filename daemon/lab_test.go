@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"net/netip"
 	"os"
@@ -256,6 +257,11 @@ func TestVolume(t *testing.T) {
 	}
 	if vs, _ := rd.client.Status(ctx, ""); len(vs) != 0 {
 		t.Errorf("volumes after disconnect: %+v", vs)
+	}
+	for _, err := range []error{rd.client.Disconnect(ctx, "vol1"), func() error { _, err := rd.client.Request(ctx, "vol1"); return err }()} {
+		if !errors.Is(err, ErrNotConnected) || err.Error() != "no volume vol1 is connected" {
+			t.Errorf("after disconnect: %v, want ErrNotConnected saying so", err)
+		}
 	}
 }
 

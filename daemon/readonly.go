@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/hitkit/hitkit/blockdev"
 )
@@ -32,7 +31,7 @@ func (r readOnlyDevice) ReadOnly() bool                          { return true }
 func (d *Daemon) request(name string) (*ConnectRequest, error) {
 	v, ok := d.lookup(name)
 	if !ok {
-		return nil, fmt.Errorf("no volume %s is connected", name)
+		return nil, notConnected(name)
 	}
 	r := v.req
 	return &r, nil

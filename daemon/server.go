@@ -93,6 +93,7 @@ func (d *Daemon) handle(ctx context.Context, req Request) Response {
 	}
 	if err != nil {
 		resp.Error = err.Error()
+		resp.NotConnected = errors.Is(err, ErrNotConnected)
 	}
 	return resp
 }

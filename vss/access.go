@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/hitkit/hitkit/daemon"
@@ -83,8 +82,7 @@ func Resolve(ctx context.Context, name string, dirs Dirs, o Override) (*Access, 
 }
 
 func isNotConnected(err error) bool {
-	// hitkitd says "no volume NAME is connected".
-	return err != nil && strings.Contains(strings.ToLower(err.Error()), "is connected")
+	return errors.Is(err, daemon.ErrNotConnected)
 }
 
 func (a *Access) apply(o Override) {
