@@ -34,6 +34,9 @@ type NIC struct {
 	// DefaultRoute says the main table's default route leaves through
 	// this NIC: iSCSI on it shares the link with everything else.
 	DefaultRoute bool `json:"default_route,omitempty"`
+	// DefaultGateway is that route's gateway through this NIC, when it
+	// names one: what `ip route del default via GW dev NIC` needs.
+	DefaultGateway string `json:"default_gateway,omitempty"`
 }
 
 // Interfaces lists the host's NICs, in index order.
@@ -52,7 +55,7 @@ func Interfaces() ([]NIC, error) {
 		if err != nil {
 			return nil, err
 		}
-		n.DefaultRoute = defaults[n.Index]
+		n.DefaultGateway, n.DefaultRoute = defaults[n.Index]
 		nics = append(nics, n)
 	}
 	return nics, nil
@@ -115,24 +118,33 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(ip, ones), true
 }
 
-// defaultRouteLinks is the set of link indexes that carry an IPv4 default
-// route of the main table.
-func defaultRouteLinks() (map[int]bool, error) {
+// defaultRouteLinks maps the link indexes that carry an IPv4 default
+// route of the main table to that route's gateway ("" when it has none).
+func defaultRouteLinks() (map[int]string, error) {
 	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4,
 		&netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
 	if err != nil && !errors.Is(err, unix.ENOENT) {
 		return nil, fmt.Errorf("list routes: %w", err)
 	}
-	out := map[int]bool{}
+	out := map[int]string{}
 	for _, r := range routes {
-		if isDefault(r) {
-			out[r.LinkIndex] = true
-			for _, nh := range r.MultiPath {
-				out[nh.LinkIndex] = true
-			}
+		if !isDefault(r) {
+			continue
+		}
+		out[r.LinkIndex] = gatewayOf(r.Gw)
+		for _, nh := range r.MultiPath {
+			out[nh.LinkIndex] = gatewayOf(nh.Gw)
 		}
 	}
 	return out, nil
+}
+
+// gatewayOf writes a route's gateway, "" when it has none.
+func gatewayOf(gw net.IP) string {
+	if gw == nil {
+		return ""
+	}
+	return gw.String()
 }
 
 func isDefault(r netlink.Route) bool {

@@ -6,8 +6,6 @@ import (
 	"slices"
 
 	"github.com/hitkit/hitkit/discovery"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // NICsOnSubnets names the NICs with an address on one of the subnets.
@@ -49,10 +47,6 @@ func NICsWithAddrs(nics []discovery.NIC, addrs []netip.Addr) []string {
 // kernel settings under sys.
 func Read(sys Sysctls, nics []discovery.NIC, names []string) (Readings, error) {
 	r := Readings{Sysctl: map[string]string{}}
-	gateways, err := defaultGateways()
-	if err != nil {
-		return r, err
-	}
 	et, err := openEthtool()
 	if err != nil {
 		return r, err
@@ -63,7 +57,7 @@ func Read(sys Sysctls, nics []discovery.NIC, names []string) (Readings, error) {
 		if i < 0 {
 			return r, fmt.Errorf("no NIC named %q", name)
 		}
-		r.NICs = append(r.NICs, readNIC(et, nics[i], gateways))
+		r.NICs = append(r.NICs, readNIC(et, nics[i]))
 	}
 	keys := slices.Clone(bufferKeys)
 	for _, rule := range confRules {
@@ -80,8 +74,8 @@ func Read(sys Sysctls, nics []discovery.NIC, names []string) (Readings, error) {
 	return r, nil
 }
 
-func readNIC(et *ethtool, n discovery.NIC, gateways map[int]string) NICReading {
-	out := NICReading{Name: n.Name, MTU: n.MTU, DefaultRoute: n.DefaultRoute, Gateway: gateways[n.Index]}
+func readNIC(et *ethtool, n discovery.NIC) NICReading {
+	out := NICReading{Name: n.Name, MTU: n.MTU, DefaultRoute: n.DefaultRoute, Gateway: n.DefaultGateway}
 	if p, err := et.Pause(n.Name); err == nil {
 		out.Pause = &p
 	} else {
@@ -93,29 +87,4 @@ func readNIC(et *ethtool, n discovery.NIC, gateways map[int]string) NICReading {
 		out.GROErr = err.Error()
 	}
 	return out
-}
-
-// defaultGateways maps link indexes to the gateway of the main table's
-// IPv4 default route through them, for the exact `ip route del` of a fix.
-func defaultGateways() (map[int]string, error) {
-	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4,
-		&netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
-	if err != nil {
-		return nil, fmt.Errorf("list routes: %w", err)
-	}
-	out := map[int]string{}
-	for _, rt := range routes {
-		if ones, _ := maskOnes(rt); ones != 0 || rt.Gw == nil {
-			continue
-		}
-		out[rt.LinkIndex] = rt.Gw.String()
-	}
-	return out, nil
-}
-
-func maskOnes(rt netlink.Route) (int, int) {
-	if rt.Dst == nil {
-		return 0, 32
-	}
-	return rt.Dst.Mask.Size()
 }
